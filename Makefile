@@ -1,0 +1,36 @@
+# Quick start: `make run` (demo provider on http://127.0.0.1:5000), `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench rp translations clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/idp demo
+
+rp: $(BIN)/.installed
+	$(BIN)/python examples/relying_party.py
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check idp tests bench examples
+	$(BIN)/ruff format --check idp tests bench examples
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python bench/flow.py
+
+translations: $(BIN)/.installed
+	$(BIN)/pybabel extract -F babel.cfg -k _l -o idp/translations/messages.pot .
+	$(BIN)/pybabel update -i idp/translations/messages.pot -d idp/translations
+	$(BIN)/pybabel compile -d idp/translations
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

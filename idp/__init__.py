@@ -1,0 +1,119 @@
+"""idp: an OpenID Connect provider for health portals."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .config import load_settings, resolve_secret_key
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+ROOT_DIR = PACKAGE_DIR.parent
+
+
+def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> Flask:
+    """Build the WSGI application; ``config`` is a TOML path, a mapping or None."""
+    settings = load_settings(config)
+    app = Flask(
+        __name__,
+        template_folder=str(_templates_dir()),
+        static_folder=str(PACKAGE_DIR / "static"),
+        instance_path=str(Path(settings["instance_dir"]).resolve()),
+    )
+    app.config.update(_flask_config(settings))
+    app.config["IDP"] = settings
+    if settings["issuer"].startswith("http://"):
+        # An http issuer is a declared development set-up (demo, tests): let
+        # Authlib accept plain HTTP, which it refuses otherwise.
+        os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+    if proxies := settings["trusted_proxies"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
+
+    from . import logs, web
+    from .extensions import babel, csrf, mail, migrate
+    from .i18n import select_locale
+    from .models import db
+    from .oidc import server as oidc_server
+
+    logs.init_app(app)
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PACKAGE_DIR / "migrations"))
+    csrf.init_app(app)
+    mail.init_app(app)
+    babel.init_app(
+        app,
+        locale_selector=select_locale,
+        default_translation_directories=str(PACKAGE_DIR / "translations"),
+    )
+    oidc_server.init_app(app)
+    web.init_app(app)
+
+    from .account.views import bp as account_bp
+    from .auth.views import bp as auth_bp
+    from .oidc.views import bp as oidc_bp
+
+    app.register_blueprint(oidc_bp)
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(account_bp)
+    return app
+
+
+def _templates_dir() -> Path:
+    """Top-level ``templates/`` in a checkout; packaged copy otherwise."""
+    checkout = ROOT_DIR / "templates"
+    return checkout if checkout.is_dir() else PACKAGE_DIR / "templates"
+
+
+def _flask_config(settings: dict) -> dict:
+    secure = settings["issuer"].startswith("https://")
+    database_url = _database_url(settings["database"]["url"])
+    mail = settings["mail"]
+    return {
+        "SECRET_KEY": resolve_secret_key(settings),
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "SESSION_COOKIE_NAME": "idp_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure,
+        "PREFERRED_URL_SCHEME": "https" if secure else "http",
+        "WTF_CSRF_TIME_LIMIT": settings["session"]["login_minutes"] * 60,
+        "WTF_CSRF_SSL_STRICT": secure,
+        "MAIL_SERVER": mail["server"],
+        "MAIL_PORT": mail["port"],
+        "MAIL_USE_TLS": mail["use_tls"],
+        "MAIL_USE_SSL": mail["use_ssl"],
+        "MAIL_USERNAME": mail["username"] or None,
+        "MAIL_PASSWORD": mail["password"] or None,
+        "MAIL_DEFAULT_SENDER": mail["sender"],
+        "MAIL_SUPPRESS_SEND": mail["backend"] == "console",
+        "BABEL_DEFAULT_LOCALE": "fr",
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+    }
+
+
+def _engine_options(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}
+
+
+def _database_url(url: str) -> str:
+    """Relative SQLite paths are taken from the working directory, as DESIGN.md shows.
+
+    (Flask-SQLAlchemy would otherwise put them under the instance folder.)
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == "sqlite://" or ":memory:" in url:
+        return url
+    path = Path(url[len(prefix) :].split("?", 1)[0])
+    query = url[len(prefix) :][len(str(path)) :] if "?" in url else ""
+    path = path if path.is_absolute() else Path.cwd() / path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"{prefix}{path}{query}"

@@ -1,0 +1,1 @@
+"""The account console: the professional's record, password change and reset."""

@@ -1,0 +1,46 @@
+"""Audit trail of authentication events (STYLE.md convention 11).
+
+Never pass a password, code, token or full callback URL in ``detail``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, has_request_context, request
+
+from .crypto import keyed_hash
+from .logs import request_id
+from .models import AuditEvent, db
+
+log = logging.getLogger("idp.audit")
+
+
+def client_ip_hash() -> str | None:
+    """Keyed hash of the client address: correlates events without storing the IP."""
+    if not has_request_context() or not request.remote_addr:
+        return None
+    return keyed_hash(current_app.config["SECRET_KEY"], "audit-ip", request.remote_addr)[:32]
+
+
+def record(
+    event: str,
+    *,
+    user_id: int | None = None,
+    client_id: str | None = None,
+    commit: bool = True,
+    **detail: str | int | bool | None,
+) -> None:
+    """Store one event and log it; commits unless the caller's transaction will."""
+    entry = AuditEvent(
+        event=event,
+        user_id=user_id,
+        client_id=client_id,
+        request_id=request_id(),
+        ip_hash=client_ip_hash(),
+        detail={k: v for k, v in detail.items() if v is not None},
+    )
+    db.session.add(entry)
+    if commit:
+        db.session.commit()
+    log.info("%s user=%s client=%s %s", event, user_id, client_id, entry.detail or "")

@@ -1,0 +1,1 @@
+"""Sign-in: the login transaction, the password step, SSO sessions."""

@@ -1,0 +1,118 @@
+"""SSO sessions: an opaque cookie, a server-side record, rotated at every sign-in."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, g, request, session
+from sqlalchemy import delete, select, update
+
+from .. import audit, clock
+from ..crypto import random_token, sha256_hex
+from ..models import SsoSession, Token, User, db
+
+COOKIE = "idp_sso"
+_TOUCH_EVERY = 60  # seconds between ``last_seen_at`` writes, to keep reads cheap
+
+
+def _lifetime() -> int:
+    return current_app.config["IDP"]["session"]["sso_hours"] * 3600
+
+
+def current() -> SsoSession | None:
+    """The browser's live SSO session, or None (expired, ended, disabled account)."""
+    if "sso" in g:
+        return g.sso
+    g.sso = None
+    value = request.cookies.get(COOKIE)
+    if value:
+        row = db.session.scalars(
+            select(SsoSession).where(SsoSession.cookie_hash == sha256_hex(value))
+        ).first()
+        now = clock.now()
+        if row and row.expires_at > now and not row.user.disabled:
+            if now - row.last_seen_at >= _TOUCH_EVERY:
+                row.last_seen_at = now
+                db.session.commit()
+            g.sso = row
+    return g.sso
+
+
+def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> SsoSession:
+    """Sign the browser in: the previous session (any user) ends, a new id is issued."""
+    previous = current()
+    if previous is not None:
+        db.session.delete(previous)
+    value = random_token(32)
+    now = clock.now()
+    row = SsoSession(
+        cookie_hash=sha256_hex(value),
+        sid=random_token(16),
+        user_id=user.id,
+        auth_time=auth_time,
+        acr=acr,
+        amr=list(amr),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + _lifetime(),
+        user_agent=(request.user_agent.string or "")[:300],
+        ip_hint=_ip_hint(request.remote_addr),
+    )
+    db.session.add(row)
+    audit.record("login.succeeded", user_id=user.id, commit=False, acr=acr, amr=" ".join(amr))
+    db.session.commit()
+    locale = session.get("ui_locale")
+    session.clear()  # nothing from before the sign-in survives it
+    if locale:
+        session["ui_locale"] = locale
+    g.sso, g.sso_cookie = row, value
+    return row
+
+
+def _ip_hint(address: str | None) -> str:
+    """A partial address for the user's own session list (never the full IP)."""
+    if not address:
+        return ""
+    if ":" in address:
+        return ":".join(address.split(":")[:3]) + ":…"
+    return ".".join(address.split(".")[:2]) + ".x.x"
+
+
+def end(row: SsoSession, reason: str) -> None:
+    """End one session and revoke the tokens issued under it."""
+    db.session.execute(
+        update(Token).where(Token.sid == row.sid).values(access_revoked=True, refresh_revoked=True)
+    )
+    db.session.execute(delete(SsoSession).where(SsoSession.id == row.id))
+    audit.record("session.ended", user_id=row.user_id, commit=False, reason=reason)
+    db.session.commit()
+
+
+def end_current(reason: str, client=None) -> None:
+    row = current()
+    if row is not None:
+        end(row, reason)
+    g.sso, g.sso_cookie = None, ""
+    session.clear()
+
+
+def _write_cookie(response):
+    value = g.get("sso_cookie")
+    if value is None:
+        return response
+    settings = current_app.config
+    if value:
+        response.set_cookie(
+            COOKIE,
+            value,
+            max_age=_lifetime(),
+            httponly=True,
+            secure=settings["SESSION_COOKIE_SECURE"],
+            samesite="Lax",
+            path="/",
+        )
+    else:
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Lax")
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_write_cookie)

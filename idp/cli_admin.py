@@ -1,0 +1,272 @@
+"""``idp user …``, ``idp client …`` and ``idp keys …``: provisioning by the operator."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .cli import _app, _emit, _fail, cli
+
+
+def _read_password(from_stdin: bool, min_length: int) -> str:
+    from .account.policy import policy_errors
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if errors := policy_errors(password, min_length):
+        _fail("password refused: " + " ".join(errors))
+    return password
+
+
+@cli.group()
+def user() -> None:
+    """Manage user accounts."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option("--name", default="")
+@click.option("--profession", default="")
+@click.option("--role", "roles", multiple=True)
+@click.option("--phone", default=None, help="Backup mobile phone, e.g. +33612345678.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def user_add(ctx, username, email, name, profession, roles, phone, password_stdin, as_json):
+    """Create an account."""
+    from .phones import PhoneError, normalize_mobile
+    from .users import UserError, create_user
+
+    app = _app(ctx)
+    with app.app_context():
+        try:
+            phone_e164 = normalize_mobile(phone) if phone else None
+        except PhoneError as exc:
+            _fail(str(exc))
+        password = _read_password(password_stdin, app.config["IDP"]["password"]["min_length"])
+        try:
+            account = create_user(
+                username,
+                email,
+                password,
+                name=name,
+                profession=profession,
+                roles=list(roles),
+                backup_phone=phone_e164,
+            )
+        except UserError as exc:
+            _fail(str(exc))
+        data = {
+            "username": account.username,
+            "email": account.email,
+            "sub": account.subject,
+            "roles": account.roles,
+        }
+        _emit(data, as_json, f"user {account.username} created (sub {account.subject})")
+
+
+@user.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def user_list(ctx, as_json):
+    """List accounts."""
+    from .users import list_users
+
+    with _app(ctx).app_context():
+        rows = [
+            {
+                "username": u.username,
+                "email": u.email,
+                "name": u.name,
+                "roles": u.roles,
+                "backup_phone": u.backup_phone,
+                "disabled": u.disabled,
+                "sub": u.subject,
+            }
+            for u in list_users()
+        ]
+    lines = []
+    for r in rows:
+        fields = [r["username"], r["email"], ",".join(r["roles"]) or "-"]
+        lines.append("\t".join(fields + (["disabled"] if r["disabled"] else [])))
+    text = "\n".join(lines) or "no users"
+    _emit({"users": rows}, as_json, text)
+
+
+@user.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True)
+@click.pass_context
+def user_set_password(ctx, username, password_stdin):
+    """Set a new password."""
+    from .users import find_by_username, set_password
+
+    app = _app(ctx)
+    with app.app_context():
+        account = find_by_username(username)
+        if account is None:
+            _fail(f"no user {username!r}")
+        password = _read_password(password_stdin, app.config["IDP"]["password"]["min_length"])
+        set_password(account, password)
+    click.echo(f"password of {username} changed")
+
+
+@user.command("disable")
+@click.argument("username")
+@click.pass_context
+def user_disable(ctx, username):
+    """Disable an account: its sessions and tokens stop working at once."""
+    from .users import disable_user, find_by_username
+
+    with _app(ctx).app_context():
+        account = find_by_username(username)
+        if account is None:
+            _fail(f"no user {username!r}")
+        disable_user(account)
+    click.echo(f"user {username} disabled")
+
+
+@cli.group()
+def client() -> None:
+    """Manage relying parties."""
+
+
+@client.command("add")
+@click.argument("client_id")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, required=True)
+@click.option("--public", is_flag=True, help="No secret; PKCE required.")
+@click.option("--name", default="")
+@click.option(
+    "--auth-method",
+    type=click.Choice(["client_secret_basic", "client_secret_post"]),
+    default="client_secret_basic",
+    show_default=True,
+)
+@click.option("--acr", default=None, help="Default acr value demanded by this client.")
+@click.option("--post-logout-redirect-uri", "logout_uris", multiple=True)
+@click.option("--no-refresh", is_flag=True, help="Authorization code grant only.")
+@click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default=None)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def client_add(
+    ctx,
+    client_id,
+    redirect_uris,
+    public,
+    name,
+    auth_method,
+    acr,
+    logout_uris,
+    no_refresh,
+    id_token_alg,
+    as_json,
+):
+    """Register a client; its secret is printed once."""
+    from .clients import ClientError, register_client
+
+    app = _app(ctx)
+    with app.app_context():
+        if acr and acr not in app.config["IDP"]["acr"].values():
+            _fail(f"unknown acr value {acr!r}")
+        try:
+            row, secret = register_client(
+                client_id,
+                list(redirect_uris),
+                public=public,
+                name=name,
+                auth_method=auth_method,
+                acr=acr,
+                post_logout_redirect_uris=list(logout_uris),
+                refresh=not no_refresh,
+                id_token_alg=id_token_alg,
+            )
+        except ClientError as exc:
+            _fail(str(exc))
+        registered = row.client_id
+    text = f"client {registered} registered"
+    if secret:
+        text += f"\nclient secret (shown once): {secret}"
+    _emit({"client_id": registered, "client_secret": secret}, as_json, text)
+
+
+@client.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def client_list(ctx, as_json):
+    """List clients."""
+    from .clients import list_clients
+
+    with _app(ctx).app_context():
+        rows = [
+            {
+                "client_id": c.client_id,
+                "name": c.name,
+                "public": c.is_public,
+                **{
+                    k: c.client_metadata.get(k)
+                    for k in (
+                        "redirect_uris",
+                        "post_logout_redirect_uris",
+                        "grant_types",
+                        "token_endpoint_auth_method",
+                        "default_acr_values",
+                    )
+                },
+            }
+            for c in list_clients()
+        ]
+    text = "\n".join(f"{r['client_id']}\t{' '.join(r['redirect_uris'])}" for r in rows)
+    _emit({"clients": rows}, as_json, text or "no clients")
+
+
+@client.command("remove")
+@click.argument("client_id")
+@click.pass_context
+def client_remove(ctx, client_id):
+    """Remove a client and everything issued to it."""
+    from .clients import ClientError, remove_client
+
+    with _app(ctx).app_context():
+        try:
+            remove_client(client_id)
+        except ClientError as exc:
+            _fail(str(exc))
+    click.echo(f"client {client_id} removed")
+
+
+@cli.group()
+def keys() -> None:
+    """Manage signing keys."""
+
+
+@keys.command("rotate")
+@click.pass_context
+def keys_rotate(ctx):
+    """Make new active keys; old ones stay published until their tokens expire."""
+    from .oidc.keys import rotate_keys
+    from .oidc.server import oidc
+
+    app = _app(ctx)
+    with app.app_context():
+        tokens = app.config["IDP"]["tokens"]
+        keep = max(tokens["id_token_seconds"], tokens["access_token_seconds"]) + 86400
+        new = rotate_keys(oidc().keyring.directory, keep)
+    click.echo("\n".join(f"{alg}: {kid} (active)" for alg, kid in new.items()))
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def keys_list(ctx, as_json):
+    """List signing keys."""
+    from .oidc.keys import list_keys
+    from .oidc.server import oidc
+
+    with _app(ctx).app_context():
+        rows = list_keys(oidc().keyring.directory)
+    text = "\n".join(f"{r['kid']}\t{r.get('algorithm', '')}\t{r['status']}" for r in rows)
+    _emit({"keys": rows}, as_json, text or "no keys: run 'idp init'")

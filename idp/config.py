@@ -1,0 +1,205 @@
+"""Settings: defaults, then a TOML file, then ``IDP_*`` environment, then a mapping.
+
+Validated once at start-up: an unknown key or a value of the wrong type stops
+the application with a message naming the key (STYLE.md convention 2).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import secrets
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "issuer": "http://127.0.0.1:5000",
+    "secret_key": "",
+    "instance_dir": "instance",
+    "trusted_proxies": 0,
+    "database": {"url": "sqlite:///instance/idp.sqlite3"},
+    "keys": {"dir": "keys", "algorithm": "RS256"},
+    "mail": {
+        "backend": "console",
+        "server": "localhost",
+        "port": 25,
+        "use_tls": False,
+        "use_ssl": False,
+        "username": "",
+        "password": "",
+        "sender": "Portail de santé <no-reply@example.org>",
+    },
+    "sms": {"backend": "console", "url": "", "token": "", "timeout_seconds": 5.0},
+    "mfa": {
+        "required_roles": ["admin", "patient_data"],
+        "otp_ttl_seconds": 300,
+        "otp_max_attempts": 5,
+        "remember_browser_hours": 24,
+    },
+    "password": {
+        "min_length": 12,
+        "max_age_days": 0,
+        "reset_link_hours": 24,
+        "argon2_time_cost": 3,
+        "argon2_memory_kib": 65536,
+        "argon2_parallelism": 4,
+        "max_failures": 5,
+        "lockout_seconds": 900,
+    },
+    "tokens": {
+        "access_token_seconds": 600,
+        "id_token_seconds": 600,
+        "refresh_token_days": 1,
+        "code_seconds": 60,
+    },
+    "session": {"sso_hours": 10, "login_minutes": 30},
+    "acr": {"pwd": "urn:idp:acr:pwd", "mfa": "urn:idp:acr:2fa"},
+    "log_level": "INFO",
+}
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has the wrong type; the message names it."""
+
+
+def load_settings(config: str | os.PathLike | Mapping[str, Any] | None = None) -> dict:
+    """Merge defaults, TOML, environment and mapping; validate; return settings."""
+    settings = copy.deepcopy(DEFAULTS)
+    path = None
+    if config is None:
+        path = os.environ.get("IDP_CONFIG") or None
+    elif not isinstance(config, Mapping):
+        path = os.fspath(config)
+    if path:
+        _merge(settings, _read_toml(path), "")
+    _merge(settings, _from_environment(), "")
+    if isinstance(config, Mapping):
+        _merge(settings, config, "")
+    _check_values(settings)
+    return settings
+
+
+def _read_toml(path: str) -> dict:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+
+
+def _from_environment() -> dict:
+    """``IDP_SECRET_KEY``, ``IDP_ISSUER``, ``IDP_DATABASE_URL`` and the like."""
+    found: dict[str, Any] = {}
+    if value := os.environ.get("IDP_SECRET_KEY"):
+        found["secret_key"] = value
+    if value := os.environ.get("IDP_ISSUER"):
+        found["issuer"] = value
+    if value := os.environ.get("IDP_DATABASE_URL"):
+        found["database"] = {"url": value}
+    if value := os.environ.get("IDP_MAIL_PASSWORD"):
+        found.setdefault("mail", {})["password"] = value
+    if value := os.environ.get("IDP_SMS_TOKEN"):
+        found.setdefault("sms", {})["token"] = value
+    return found
+
+
+def _merge(target: dict, source: Mapping[str, Any], prefix: str) -> None:
+    for key, value in source.items():
+        name = f"{prefix}{key}"
+        if key not in target:
+            raise ConfigError(f"unknown configuration key: {name}")
+        current = target[key]
+        if isinstance(current, dict):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{name}: expected a table")
+            _merge(current, value, f"{name}.")
+            continue
+        target[key] = _coerce(name, current, value)
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    """Accept the default's type (ints for floats too); reject anything else."""
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, list):
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return list(value)
+        raise ConfigError(f"{name}: expected a list of strings")
+    raise ConfigError(f"{name}: expected {type(default).__name__}, got {type(value).__name__}")
+
+
+def _check_values(settings: dict) -> None:
+    issuer = settings["issuer"]
+    if not issuer.startswith(("http://", "https://")) or issuer.endswith("/"):
+        raise ConfigError("issuer: must be an http(s) URL without a trailing slash")
+    if "?" in issuer or "#" in issuer:
+        raise ConfigError("issuer: must not contain a query or fragment")
+    choices = {
+        "keys.algorithm": (settings["keys"]["algorithm"], {"RS256", "ES256"}),
+        "mail.backend": (settings["mail"]["backend"], {"smtp", "console"}),
+        "sms.backend": (settings["sms"]["backend"], {"console", "http"}),
+    }
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"{name}: must be one of {', '.join(sorted(allowed))}")
+    if settings["sms"]["backend"] == "http" and not settings["sms"]["url"]:
+        raise ConfigError("sms.url: required when sms.backend is 'http'")
+    positive = [
+        ("mfa.otp_ttl_seconds", settings["mfa"]["otp_ttl_seconds"]),
+        ("mfa.otp_max_attempts", settings["mfa"]["otp_max_attempts"]),
+        ("password.min_length", settings["password"]["min_length"]),
+        ("password.reset_link_hours", settings["password"]["reset_link_hours"]),
+        ("password.argon2_time_cost", settings["password"]["argon2_time_cost"]),
+        ("password.argon2_memory_kib", settings["password"]["argon2_memory_kib"]),
+        ("password.argon2_parallelism", settings["password"]["argon2_parallelism"]),
+        ("tokens.access_token_seconds", settings["tokens"]["access_token_seconds"]),
+        ("tokens.id_token_seconds", settings["tokens"]["id_token_seconds"]),
+        ("tokens.code_seconds", settings["tokens"]["code_seconds"]),
+        ("session.sso_hours", settings["session"]["sso_hours"]),
+    ]
+    for name, value in positive:
+        if value <= 0:
+            raise ConfigError(f"{name}: must be positive")
+    if settings["trusted_proxies"] < 0:
+        raise ConfigError("trusted_proxies: must not be negative")
+    if settings["password"]["max_age_days"] < 0 or settings["tokens"]["refresh_token_days"] < 0:
+        raise ConfigError("password.max_age_days / tokens.refresh_token_days: must not be negative")
+
+
+def resolve_secret_key(settings: dict) -> str:
+    """Use the configured secret, else one kept in ``instance/secret_key`` (0600).
+
+    The file lets every gunicorn worker and every restart share one key without
+    a secret in code; production sets ``secret_key`` or ``$IDP_SECRET_KEY``.
+    """
+    if settings["secret_key"]:
+        return settings["secret_key"]
+    directory = Path(settings["instance_dir"])
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker may be writing it right now
+            if key := path.read_text().strip():
+                return key
+            time.sleep(0.02)
+        raise ConfigError(f"secret_key: {path} is empty") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,26 @@
+"""Locale choice: French first, English when ``ui_locales`` or the browser asks."""
+
+from __future__ import annotations
+
+from flask import g, has_request_context, request, session
+
+SUPPORTED = ("fr", "en")
+
+
+def pick(ui_locales: str | None) -> str | None:
+    """First supported tag in an OIDC ``ui_locales`` list (``en-GB fr`` → ``en``)."""
+    for tag in (ui_locales or "").split():
+        base = tag.split("-")[0].lower()
+        if base in SUPPORTED:
+            return base
+    return None
+
+
+def select_locale() -> str:
+    if not has_request_context():
+        return "fr"
+    if forced := g.get("ui_locale"):
+        return forced
+    if chosen := pick(request.args.get("ui_locales")) or session.get("ui_locale"):
+        return chosen
+    return request.accept_languages.best_match(SUPPORTED, default="fr") or "fr"

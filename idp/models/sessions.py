@@ -1,0 +1,63 @@
+"""Browser-side state kept on the server: SSO sessions and pending logins."""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .. import clock
+from . import db
+from .users import User
+
+
+class SsoSession(db.Model):
+    """A signed-in browser. The cookie holds a random id; only its hash is here.
+
+    ``sid`` is a separate public identifier for the ``sid`` claim, so an ID
+    token never carries anything that works as a session cookie.
+    """
+
+    __tablename__ = "sso_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cookie_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[int] = mapped_column(BigInteger)
+    acr: Mapped[str] = mapped_column(String(100))
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    last_seen_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    ip_hint: Mapped[str] = mapped_column(String(64), default="")
+
+    user: Mapped[User] = relationship()
+
+
+class LoginTransaction(db.Model):
+    """A login in progress: the pending authorization request and the step reached.
+
+    Bound to one browser (``browser_hash``) so a leaked id cannot be finished
+    elsewhere; cleared at the start and end of each login.
+    """
+
+    __tablename__ = "login_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tx_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64), index=True)
+    request_args: Mapped[dict | None] = mapped_column(JSON, default=None)
+    step: Mapped[str] = mapped_column(String(20), default="password")
+    user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), default=None
+    )
+    login_hint: Mapped[str] = mapped_column(Text, default="")
+    auth_time: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    require_mfa: Mapped[bool] = mapped_column(default=False)
+    authenticated: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+    user: Mapped[User | None] = relationship()

@@ -1,0 +1,44 @@
+"""Health professionals who sign in here."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import JSON, BigInteger, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .. import clock
+from . import db
+
+
+def new_subject() -> str:
+    """A stable, opaque ``sub``: never the username, which may change."""
+    return secrets.token_urlsafe(24)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    name: Mapped[str] = mapped_column(String(200), default="")
+    given_name: Mapped[str] = mapped_column(String(100), default="")
+    family_name: Mapped[str] = mapped_column(String(100), default="")
+    profession: Mapped[str] = mapped_column(String(100), default="")
+    roles: Mapped[list] = mapped_column(JSON, default=list)
+    backup_phone: Mapped[str | None] = mapped_column(String(20), default=None)
+    locale: Mapped[str] = mapped_column(String(10), default="fr")
+    password_hash: Mapped[str] = mapped_column(String(255), default="")
+    password_changed_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    disabled: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    updated_at: Mapped[int] = mapped_column(BigInteger, default=clock.now, onupdate=clock.now)
+
+    def get_user_id(self) -> int:
+        """Authlib's hook for the resource owner's id."""
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"<User {self.username}>"

@@ -1,0 +1,148 @@
+"""The authorization endpoint as small named checks (OpenID Connect Core 1.0 §3.1.2).
+
+``start`` validates an incoming request and either issues a code from the SSO
+session or hands off to the login; ``resume`` finishes a stored request once
+the login is done (STYLE.md convention 5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
+from authlib.oidc.core.errors import LoginRequiredError
+from flask import render_template
+
+from .. import clock
+from ..models import SsoSession
+from .claims import parse_claims_request
+from .grants import GrantUser
+from .server import oidc
+
+
+class RequestNotSupported(OAuth2Error):
+    error = "request_not_supported"
+
+
+class RequestUriNotSupported(OAuth2Error):
+    error = "request_uri_not_supported"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a valid request: ``issue``, ``login`` or an OAuth ``error``."""
+
+    action: str
+    error: type[OAuth2Error] | None = None
+
+
+def prompts_of(params: Mapping[str, str]) -> set[str]:
+    return set((params.get("prompt") or "").split())
+
+
+def max_age_of(params: Mapping[str, str]) -> int | None:
+    raw = params.get("max_age")
+    if raw in (None, ""):
+        return None
+    if not raw.isdigit():
+        raise InvalidRequestError("'max_age' must be a non-negative integer.")
+    return int(raw)
+
+
+def check_parameters(params: Mapping[str, str]) -> None:
+    """Refuse what we do not do, clearly (Core §6, §3.1.2.1)."""
+    if params.get("request"):
+        raise RequestNotSupported("Request objects are not supported.")
+    if params.get("request_uri"):
+        raise RequestUriNotSupported("'request_uri' is not supported.")
+    prompts = prompts_of(params)
+    if "none" in prompts and len(prompts) > 1:
+        raise InvalidRequestError("'prompt=none' cannot be combined with other values.")
+    max_age_of(params)
+    try:
+        parse_claims_request(params.get("claims"))
+    except ValueError as exc:
+        raise InvalidRequestError("'claims' must be a JSON object.") from exc
+
+
+def decide(params: Mapping[str, str], sso: SsoSession | None, now: int) -> Decision:
+    """Can the SSO session answer this request, or must the user sign in?"""
+    prompts = prompts_of(params)
+    max_age = max_age_of(params)
+    must_login = (
+        sso is None
+        or bool(prompts & {"login", "select_account"})
+        or (max_age is not None and now - sso.auth_time > max_age)
+    )
+    if must_login:
+        return Decision("error", LoginRequiredError) if "none" in prompts else Decision("login")
+    return Decision("issue")
+
+
+def validate(request: OAuth2Request):
+    """Authlib's validation plus ours. Returns ``(grant, None)`` or ``(None, response)``."""
+    server = oidc().server
+    try:
+        grant = server.get_authorization_grant(request)
+        redirect_uri = grant.validate_authorization_request()
+    except OAuth2Error as error:
+        return None, _error_response(request, error)
+    try:
+        check_parameters(request.payload.data)
+    except OAuth2Error as error:
+        error.redirect_uri = redirect_uri
+        return None, _error_response(request, error)
+    request.claims_request = parse_claims_request(request.payload.data.get("claims"))
+    request.validated_redirect_uri = redirect_uri
+    return grant, None
+
+
+def _error_response(request: OAuth2Request, error: OAuth2Error):
+    """Redirect to a trusted redirect URI; otherwise an error page, never a redirect."""
+    error.state = request.payload.state
+    if error.redirect_uri:
+        return oidc().server.authorization_error(request, error)
+    return (
+        render_template(
+            "oidc/error.html", error=error.error, description=error.get_error_description()
+        ),
+        400,
+    )
+
+
+def issue(request: OAuth2Request, grant, sso: SsoSession):
+    """Send the code back to the RP, with the authentication facts of the session."""
+    granted = GrantUser(
+        user=sso.user, sid=sso.sid, auth_time=sso.auth_time, acr=sso.acr, amr=tuple(sso.amr)
+    )
+    return oidc().server.create_authorization_response(request, grant_user=granted, grant=grant)
+
+
+def start(request: OAuth2Request, sso: SsoSession | None, begin_login):
+    """Entry point of ``/authorize``; ``begin_login(args, hint)`` hands off to the login."""
+    grant, failure = validate(request)
+    if failure is not None:
+        return failure
+    params = request.payload.data
+    decision = decide(params, sso, clock.now())
+    if decision.action == "issue":
+        return issue(request, grant, sso)
+    if decision.action == "error":
+        error = decision.error(redirect_uri=request.validated_redirect_uri)
+        return _error_response(request, error)
+    return begin_login(_stored_args(params), params.get("login_hint") or "")
+
+
+def _stored_args(params: Mapping[str, str]) -> dict[str, str]:
+    return {key: params[key] for key in params if isinstance(params[key], str)}
+
+
+def resume(args: dict[str, str], sso: SsoSession):
+    """Finish a stored request right after the login (prompt and max_age are now met)."""
+    request = oidc().server.request_from_args(args)
+    grant, failure = validate(request)
+    if failure is not None:
+        return failure
+    return issue(request, grant, sso)

@@ -1,0 +1,89 @@
+"""User claims per scope (OpenID Connect Core 1.0 §5.4) and the ``claims`` parameter (§5.5)."""
+
+from __future__ import annotations
+
+import json
+
+from authlib.oauth2.rfc6749 import scope_to_list
+from authlib.oidc.core import UserInfo
+
+from ..models import User
+
+SCOPE_CLAIMS = {
+    "profile": (
+        "name",
+        "given_name",
+        "family_name",
+        "preferred_username",
+        "locale",
+        "updated_at",
+    ),
+    "email": ("email", "email_verified"),
+    "phone": ("phone_number", "phone_number_verified"),
+}
+CLAIMS_SUPPORTED = [
+    "sub",
+    "iss",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "sid",
+    "at_hash",
+    *[claim for names in SCOPE_CLAIMS.values() for claim in names],
+]
+
+
+def all_claims(user: User) -> dict:
+    """Every claim this provider can state about a user."""
+    claims = {
+        "sub": user.subject,
+        "name": user.name or user.username,
+        "given_name": user.given_name,
+        "family_name": user.family_name,
+        "preferred_username": user.username,
+        "locale": user.locale,
+        "updated_at": user.updated_at,
+        "email": user.email,
+        "email_verified": True,  # set by the operator who registers the account
+    }
+    if user.backup_phone:
+        claims["phone_number"] = user.backup_phone
+        claims["phone_number_verified"] = False
+    return {k: v for k, v in claims.items() if v not in ("", None)}
+
+
+def parse_claims_request(raw: str | None) -> dict | None:
+    """The ``claims`` request parameter as a dict, or None; ValueError if malformed."""
+    if not raw:
+        return None
+    value = json.loads(raw)
+    if not isinstance(value, dict) or any(
+        not isinstance(value.get(part, {}), dict | type(None)) for part in ("userinfo", "id_token")
+    ):
+        raise ValueError("claims must be a JSON object with userinfo/id_token members")
+    return value
+
+
+def _requested(claims_request: dict | None, member: str) -> set[str]:
+    return set((claims_request or {}).get(member) or {})
+
+
+def userinfo_claims(user: User, scope: str, claims_request: dict | None = None) -> UserInfo:
+    """What ``/userinfo`` returns: scope claims plus those named in ``claims.userinfo``."""
+    wanted = {"sub"} | _requested(claims_request, "userinfo")
+    for name in scope_to_list(scope) or []:
+        wanted.update(SCOPE_CLAIMS.get(name, ()))
+    available = all_claims(user)
+    return UserInfo({k: available[k] for k in wanted if k in available})
+
+
+def id_token_claims(user: User, claims_request: dict | None = None) -> UserInfo:
+    """ID tokens carry ``sub`` and only what ``claims.id_token`` asked for (data minimisation)."""
+    available = all_claims(user)
+    wanted = {"sub"} | (_requested(claims_request, "id_token") & set(available))
+    return UserInfo({k: available[k] for k in wanted})

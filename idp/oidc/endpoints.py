@@ -1,0 +1,125 @@
+"""Authlib endpoints: revocation (RFC 7009), introspection (RFC 7662), userinfo
+(OpenID Connect Core §5.3) and RP-initiated logout (OpenID Connect RP-Initiated
+Logout 1.0)."""
+
+from __future__ import annotations
+
+from authlib.consts import default_json_headers
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+from authlib.oidc.core import UserInfoEndpoint
+from authlib.oidc.rpinitiated import EndSessionEndpoint
+from sqlalchemy import or_, select, update
+
+from .. import audit
+from ..crypto import sha256_hex
+from ..models import Token, User, db
+from .claims import userinfo_claims
+
+
+def find_token(token_string: str, hint: str | None = None) -> Token | None:
+    """A token row by its access or refresh value (the hint only orders the look-up)."""
+    digest = sha256_hex(token_string)
+    column = {"access_token": Token.access_token_hash, "refresh_token": Token.refresh_token_hash}
+    if hint in column:
+        condition = column[hint] == digest
+    else:
+        condition = or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest)
+    row = db.session.scalars(select(Token).where(condition)).first()
+    if row is None and hint in column:  # a wrong hint must not hide the token (RFC 7009 §2.1)
+        row = db.session.scalars(
+            select(Token).where(
+                or_(Token.access_token_hash == digest, Token.refresh_token_hash == digest)
+            )
+        ).first()
+    return row
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string, token_type_hint):
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Token, request) -> None:
+        """An access token dies alone; a refresh token takes its whole grant with it."""
+        is_refresh = token.refresh_token_hash == sha256_hex(request.form["token"])
+        statement = update(Token).values(access_revoked=True, refresh_revoked=True)
+        if is_refresh:
+            statement = statement.where(Token.family_id == token.family_id)
+        else:
+            statement = statement.where(Token.id == token.id).values(refresh_revoked=False)
+        db.session.execute(statement)
+        audit.record(
+            "token.revoked",
+            user_id=token.user_id,
+            client_id=token.client_id,
+            kind="refresh_token" if is_refresh else "access_token",
+        )
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: Token, client, request) -> bool:
+        return token.client_id == client.client_id
+
+    def create_endpoint_response(self, request):
+        client = self.authenticate_endpoint_client(request)
+        token = self.authenticate_token(request, client)
+        return 200, self.payload(token, request.form["token"]), default_json_headers
+
+    def payload(self, token: Token | None, value: str) -> dict:
+        if token is None:
+            return {"active": False}
+        is_refresh = token.refresh_token_hash == sha256_hex(value)
+        if is_refresh:
+            active = token.is_refresh_usable()
+        else:
+            active = not (token.is_expired() or token.is_revoked())
+        if not active or token.user is None or token.user.disabled:
+            return {"active": False}
+        return self.introspect_token(token, is_refresh)
+
+    def introspect_token(self, token: Token, is_refresh: bool = False) -> dict:
+        return {
+            "active": True,
+            "client_id": token.client_id,
+            "token_type": "refresh_token" if is_refresh else "Bearer",
+            "username": token.user.username,
+            "scope": token.scope,
+            "sub": token.user.subject,
+            "aud": token.client_id,
+            "iss": self.server.settings["issuer"],
+            "exp": token.refresh_expires_at if is_refresh else token.get_expires_at(),
+            "iat": token.issued_at,
+            "auth_time": token.auth_time,
+            "acr": token.acr,
+            "amr": list(token.amr),
+        }
+
+
+class UserInfo(UserInfoEndpoint):
+    def generate_user_info(self, user: User, scope: str):
+        return userinfo_claims(user, scope)
+
+    def get_issuer(self) -> str:
+        return self.server.settings["issuer"]
+
+    def resolve_private_key(self):
+        return self.server.keyring.signing_key(self.server.settings["keys"]["algorithm"])[1]
+
+
+class EndSession(EndSessionEndpoint):
+    """Validates ``id_token_hint`` against our JWKS; the view ends the SSO session."""
+
+    def get_server_jwks(self):
+        return self.server.keyring.verification_keys()
+
+    def end_session(self, end_session_request) -> None:
+        from ..auth import sessions
+
+        sessions.end_current(reason="rp_logout", client=end_session_request.client)

@@ -1,0 +1,89 @@
+"""HTTP routes of the OpenID Connect endpoints; each view hands off to one function."""
+
+from __future__ import annotations
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+
+from ..auth import sessions, transaction
+from ..extensions import csrf
+from . import authorize as authz
+from .discovery import provider_metadata
+from .server import oidc
+
+bp = Blueprint("oidc", __name__)
+
+
+@bp.get("/.well-known/openid-configuration")
+def discovery():
+    meta = current_app.extensions.get("idp_metadata")
+    if meta is None:
+        meta = current_app.extensions["idp_metadata"] = provider_metadata(current_app.config["IDP"])
+    response = jsonify(meta)
+    response.headers["Cache-Control"] = "public, max-age=3600"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@bp.get("/jwks.json")
+def jwks():
+    response = jsonify(oidc().keyring.public_jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+def _begin_login(args: dict, login_hint: str):
+    tx_id = transaction.begin(args, login_hint)
+    return redirect(url_for("auth.login", tx=tx_id))
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@csrf.exempt
+def authorize():
+    server = oidc().server
+    oauth_request = server.create_oauth2_request(request)
+    return authz.start(oauth_request, sessions.current(), _begin_login)
+
+
+@bp.post("/token")
+@csrf.exempt
+def token():
+    return oidc().server.create_token_response()
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@csrf.exempt
+def userinfo():
+    return oidc().server.create_endpoint_response("userinfo")
+
+
+@bp.post("/revoke")
+@csrf.exempt
+def revoke():
+    return oidc().server.create_endpoint_response("revocation")
+
+
+@bp.post("/introspect")
+@csrf.exempt
+def introspect():
+    return oidc().server.create_endpoint_response("introspection")
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+@csrf.exempt
+def logout():
+    """RP-initiated logout; without a valid ``id_token_hint`` the user confirms first."""
+    server = oidc().server
+    try:
+        end_request = server.validate_endpoint_request("end_session")
+    except OAuth2Error as error:
+        return render_template(
+            "oidc/error.html", error=error.error, description=error.get_error_description()
+        ), 400
+    if end_request.needs_confirmation:
+        if request.method == "GET" or request.form.get("confirm") != "yes":
+            return render_template("oidc/logout_confirm.html", params=request.values)
+        csrf.protect()  # the confirmation is a form of ours: check its token
+    response = server.create_endpoint_response("end_session", end_request)
+    return response or render_template("oidc/logged_out.html")

@@ -1,0 +1,110 @@
+"""Browser hardening, error pages and the health check (STYLE.md convention 12)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+
+from .models import db
+
+log = logging.getLogger("idp.web")
+
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' http: https:; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+# Pages and answers that carry personal data or secrets must never be cached.
+_NO_STORE_PREFIXES = (
+    "/login",
+    "/account",
+    "/password",
+    "/authorize",
+    "/token",
+    "/userinfo",
+    "/introspect",
+    "/revoke",
+    "/logout",
+)
+
+
+def init_app(app: Flask) -> None:
+    app.after_request(_harden)
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.add_url_rule("/healthz", "healthz", healthz)
+    app.add_url_rule("/", "index", index)
+    app.context_processor(_template_globals)
+
+
+def _template_globals() -> dict:
+    from flask_babel import get_locale
+
+    from .auth import sessions
+
+    sso = sessions.current() if request.endpoint != "static" else None
+    return {
+        "signed_in_user": sso.user if sso else None,
+        "current_locale": lambda: str(get_locale()),
+    }
+
+
+def _harden(response):
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith(_NO_STORE_PREFIXES):
+        headers["Cache-Control"] = "no-store"
+        headers["Pragma"] = "no-cache"
+    if request.is_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def index():
+    from flask import redirect, url_for
+
+    return redirect(url_for("account.home"))
+
+
+def healthz():
+    try:
+        db.session.execute(text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - any database failure means unhealthy
+        log.exception("health check failed")
+        return jsonify(status="unavailable"), 503
+    return jsonify(status="ok")
+
+
+def error_page(title: str, message: str, status: int):
+    return render_template("error.html", title=title, message=message), status
+
+
+def _csrf_error(error: CSRFError):
+    return error_page(
+        _("Session expired"),
+        _("This form has expired or was sent twice. Go back, reload the page and try again."),
+        400,
+    )
+
+
+def _http_error(error: HTTPException):
+    if request.path.startswith(("/token", "/userinfo", "/introspect", "/revoke")):
+        return jsonify(error="invalid_request", error_description=error.name), error.code
+    titles = {404: _("Page not found"), 405: _("Method not allowed")}
+    return error_page(titles.get(error.code, error.name), error.description or "", error.code)
+
+
+def _unexpected_error(error: Exception):
+    log.exception("unhandled error")
+    db.session.rollback()
+    if request.path.startswith(("/token", "/userinfo", "/introspect", "/revoke")):
+        return jsonify(error="server_error"), 500
+    return error_page(_("Something went wrong"), _("Please try again in a moment."), 500)
