@@ -27,9 +27,13 @@ test: lint
 bench: $(BIN)/.installed
 	$(BIN)/python bench/flow.py
 
+# Extract the marked strings (Python: _, gettext, ngettext, _l, lazy_gettext…;
+# templates: _(), {% trans %}), merge them into each catalog, compile the .mo.
+# Then translate every new or fuzzy entry of idp/translations/fr/LC_MESSAGES/messages.po
+# and run this target again (tests/test_i18n.py checks all of it).
 translations: $(BIN)/.installed
-	$(BIN)/pybabel extract -F babel.cfg -k _l -o idp/translations/messages.pot .
-	$(BIN)/pybabel update -i idp/translations/messages.pot -d idp/translations
+	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k lazy_pgettext:1c,2 -c Translators: -o idp/translations/messages.pot .
+	$(BIN)/pybabel update -i idp/translations/messages.pot -d idp/translations --ignore-obsolete --ignore-pot-creation-date
 	$(BIN)/pybabel compile -d idp/translations
 
 clean:

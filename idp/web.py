@@ -97,6 +97,8 @@ def _csrf_error(error: CSRFError):
 
 def _http_error(error: HTTPException):
     if request.path.startswith(("/token", "/userinfo", "/introspect", "/revoke")):
+        if error.code not in (400, 404, 405, 413):
+            return error.get_response()  # Authlib's own OAuth error, headers included
         return jsonify(error="invalid_request", error_description=error.name), error.code
     titles = {404: _("Page not found"), 405: _("Method not allowed")}
     return error_page(titles.get(error.code, error.name), error.description or "", error.code)

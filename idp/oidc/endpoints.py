@@ -119,6 +119,13 @@ class EndSession(EndSessionEndpoint):
     def get_server_jwks(self):
         return self.server.keyring.verification_keys()
 
+    def resolve_client_from_id_token_claims(self, id_token_claims: dict):
+        """Our ID tokens name one audience (in a list) and ``azp``."""
+        aud = id_token_claims.get("aud")
+        audiences = [aud] if isinstance(aud, str) else list(aud or [])
+        client_id = id_token_claims.get("azp") or (audiences[0] if len(audiences) == 1 else None)
+        return self.server.query_client(client_id) if client_id in audiences else None
+
     def end_session(self, end_session_request) -> None:
         from ..auth import sessions
 

@@ -205,15 +205,12 @@ class OpenIDCodeExtension(OpenIDCode):
         return super().encode_id_token(token, request)
 
     def exists_nonce(self, nonce: str, request) -> bool:
-        return (
-            db.session.scalars(
-                select(AuthorizationCode.id).where(
-                    AuthorizationCode.client_id == request.payload.client_id,
-                    AuthorizationCode.nonce == nonce,
-                )
-            ).first()
-            is not None
-        )
+        """Never a replay here: the RP checks ``nonce`` against the ID token (Core §3.1.3.7).
+
+        Refusing a nonce seen before would only break an RP's legitimate retry
+        (back button, double click) while protecting nothing on this side.
+        """
+        return False
 
     def generate_user_info(self, user: User, scope: str):
         return id_token_claims(user, g.get("id_token_claims_request"))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Request
+from authlib.oauth2.rfc6749.errors import MissingAuthorizationError
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc9207 import IssuerParameter
@@ -79,7 +80,15 @@ class Server(AuthorizationServer):
     def handle_error_response(self, request, error):
         if isinstance(error, InvalidClientError) and not error.redirect_uri:
             error.status_code = 401  # RFC 6749 §5.2, with WWW-Authenticate
-        return super().handle_error_response(request, error)
+        if isinstance(error, MissingAuthorizationError):
+            # RFC 6750 §3.1: no credentials sent → a bare challenge, no error code.
+            challenge = f'Bearer realm="{self.settings["issuer"]}"'
+            return self.handle_response(401, "", [("WWW-Authenticate", challenge)])
+        response = super().handle_error_response(request, error)
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if challenge.lower().startswith("bearer "):
+            response.headers["WWW-Authenticate"] = "Bearer " + challenge[7:]
+        return response
 
     def authorization_error(self, request, error):
         """An error raised outside Authlib's authorization response, with ``iss`` added."""
@@ -139,6 +148,19 @@ class _BearerValidator(BearerTokenValidator):
             raise InvalidTokenError(realm=self.realm)
 
 
+class Resource(ResourceProtector):
+    """Bearer tokens in the header or, for POST forms, the body (RFC 6750 §2.1–2.2)."""
+
+    def parse_request_authorization(self, request):
+        from flask import request as flask_request
+
+        if "Authorization" not in request.headers and flask_request.method == "POST":
+            token = flask_request.form.get("access_token")
+            if token and flask_request.mimetype == "application/x-www-form-urlencoded":
+                return self.get_token_validator("bearer"), token
+        return super().parse_request_authorization(request)
+
+
 @dataclass
 class OIDC:
     server: Server
@@ -171,7 +193,7 @@ def init_app(app: Flask) -> None:
         server.register_grant(RefreshTokenGrant)
     server.register_extension(_Issuer(settings["issuer"]))
 
-    resource = ResourceProtector()
+    resource = Resource()
     resource.register_token_validator(_BearerValidator(realm=settings["issuer"]))
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)

@@ -1,0 +1,162 @@
+"""The ``idp`` command: provisioning, JSON output, one-line failures."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from idp.cli import cli
+
+
+def _toml(value) -> str:
+    if isinstance(value, dict):
+        raise TypeError
+    return json.dumps(value)
+
+
+@pytest.fixture
+def idp(settings, tmp_path):
+    """Run ``idp --config <file> …`` in-process; returns (exit code, stdout, stderr)."""
+    lines = []
+    tables = {k: v for k, v in settings.items() if isinstance(v, dict)}
+    lines += [f"{k} = {_toml(v)}" for k, v in settings.items() if not isinstance(v, dict)]
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+    path = tmp_path / "idp.toml"
+    path.write_text("\n".join(lines) + "\n")
+
+    def run(*args, input=None):
+        result = CliRunner().invoke(cli, ["--config", str(path), *args], input=input)
+        return result.exit_code, result.stdout, result.stderr
+
+    return run
+
+
+def test_init_is_idempotent(idp):
+    assert idp("init")[0] == 0
+    assert idp("init")[0] == 0
+
+
+def test_user_add_list_and_disable(idp):
+    code, out, _ = idp(
+        "user",
+        "add",
+        "dr.house",
+        "--email",
+        "House@Exemple.fr",
+        "--name",
+        "Greg House",
+        "--role",
+        "patient_data",
+        "--phone",
+        "06 12 34 56 78",
+        "--password-stdin",
+        "--json",
+        input="Vicodin-4-Ever!\n",
+    )
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["email"] == "house@exemple.fr" and created["roles"] == ["patient_data"]
+    listed = json.loads(idp("user", "list", "--json")[1])["users"]
+    assert listed[0]["backup_phone"] == "+33612345678"
+    assert idp("user", "disable", "dr.house")[0] == 0
+    assert json.loads(idp("user", "list", "--json")[1])["users"][0]["disabled"] is True
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "reason"),
+    [
+        (["user", "add", "weak", "--email", "w@x.fr", "--password-stdin"], "short\n", "password"),
+        (
+            ["user", "add", "p", "--email", "p@x.fr", "--phone", "0142000000", "--password-stdin"],
+            "Correct-Horse-9-Battery\n",
+            "mobile",
+        ),
+        (
+            ["user", "add", "n", "--email", "not-an-email", "--password-stdin"],
+            "Correct-Horse-9-Battery\n",
+            "e-mail",
+        ),
+        (["user", "set-password", "ghost", "--password-stdin"], "x\n", "no user"),
+        (["user", "disable", "ghost"], None, "no user"),
+        (["client", "remove", "ghost"], None, "no client"),
+        (["client", "add", "c", "--redirect-uri", "javascript:alert(1)"], None, "scheme"),
+        (["client", "add", "c", "--redirect-uri", "https://a/cb", "--acr", "gold"], None, "acr"),
+    ],
+)
+def test_bad_input_exits_non_zero_with_one_line(idp, args, stdin, reason):
+    code, out, err = idp(*args, input=stdin)
+    assert code != 0
+    assert reason in err and len(err.strip().splitlines()) == 1
+
+
+def test_duplicate_user_is_refused(idp):
+    args = ["user", "add", "a", "--email", "a@x.fr", "--password-stdin"]
+    assert idp(*args, input="Correct-Horse-9-Battery\n")[0] == 0
+    code, _, err = idp(*args, input="Correct-Horse-9-Battery\n")
+    assert code == 1 and "already exists" in err
+
+
+def test_client_add_prints_the_secret_once_and_stores_a_hash(app, idp):
+    code, out, _ = idp(
+        "client",
+        "add",
+        "portal",
+        "--redirect-uri",
+        "https://portal.example/cb",
+        "--post-logout-redirect-uri",
+        "https://portal.example/",
+        "--acr",
+        "urn:idp:acr:2fa",
+        "--json",
+    )
+    assert code == 0
+    printed = json.loads(out)
+    assert printed["client_id"] == "portal" and len(printed["client_secret"]) >= 40
+    listed = json.loads(idp("client", "list", "--json")[1])["clients"][0]
+    assert printed["client_secret"] not in json.dumps(listed)
+    assert listed["grant_types"] == ["authorization_code", "refresh_token"]
+    assert listed["default_acr_values"] == ["urn:idp:acr:2fa"]
+    assert idp("client", "remove", "portal")[0] == 0
+
+
+def test_public_client_has_no_secret(idp):
+    out = idp(
+        "client",
+        "add",
+        "app",
+        "--public",
+        "--redirect-uri",
+        "com.example.app:/cb",
+        "--no-refresh",
+        "--json",
+    )[1]
+    assert json.loads(out)["client_secret"] is None
+    listed = json.loads(idp("client", "list", "--json")[1])["clients"][0]
+    assert listed["public"] and listed["grant_types"] == ["authorization_code"]
+
+
+@pytest.fixture
+def own_keys(settings, tmp_path):
+    """A private copy of the key folder, so rotating does not touch the shared one."""
+    import shutil
+
+    keys = tmp_path / "own-keys"
+    shutil.copytree(settings["keys"]["dir"], keys)
+    settings["keys"]["dir"] = str(keys)
+    return keys
+
+
+def test_keys_list_and_rotate(own_keys, idp):
+    rows = json.loads(idp("keys", "list", "--json")[1])["keys"]
+    assert {r["status"] for r in rows} == {"active"}
+    assert idp("keys", "rotate")[0] == 0
+    rows = json.loads(idp("keys", "list", "--json")[1])["keys"]
+    assert sum(r["status"] == "retired" for r in rows) == 2
+
+
+def test_missing_config_file_is_one_line(tmp_path):
+    result = CliRunner().invoke(cli, ["--config", str(tmp_path / "none.toml"), "init"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: configuration file not found: {tmp_path}/none.toml"
