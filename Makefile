@@ -33,7 +33,7 @@ bench: $(BIN)/.installed
 # and run this target again (tests/test_i18n.py checks all of it).
 translations: $(BIN)/.installed
 	$(BIN)/pybabel extract -F babel.cfg -k _l -k lazy_gettext -k lazy_ngettext:1,2 -k lazy_pgettext:1c,2 -c Translators: -o idp/translations/messages.pot .
-	$(BIN)/pybabel update -i idp/translations/messages.pot -d idp/translations --ignore-obsolete --ignore-pot-creation-date
+	$(BIN)/pybabel update -i idp/translations/messages.pot -d idp/translations --ignore-obsolete --ignore-pot-creation-date --no-fuzzy-matching
 	$(BIN)/pybabel compile -d idp/translations
 
 clean:

@@ -94,6 +94,7 @@ def _flask_config(settings: dict) -> dict:
         "MAIL_DEFAULT_SENDER": mail["sender"],
         "MAIL_SUPPRESS_SEND": mail["backend"] == "console",
         "BABEL_DEFAULT_LOCALE": "fr",
+        "BABEL_DEFAULT_TIMEZONE": "Europe/Paris",
         "MAX_CONTENT_LENGTH": 1024 * 1024,
     }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import g, has_request_context, request, session
+from flask import g, has_request_context, request
 
 SUPPORTED = ("fr", "en")
 
@@ -21,6 +21,6 @@ def select_locale() -> str:
         return "fr"
     if forced := g.get("ui_locale"):
         return forced
-    if chosen := pick(request.args.get("ui_locales")) or session.get("ui_locale"):
+    if chosen := pick(request.args.get("ui_locales")):
         return chosen
     return request.accept_languages.best_match(SUPPORTED, default="fr") or "fr"
