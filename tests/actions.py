@@ -67,3 +67,29 @@ class LoginActions:
         if auth is None:
             data["client_id"] = client_id
         return self.client.post("/token", data=data, auth=auth)
+
+    # -- second factor ---------------------------------------------------
+    def choose_channel(self, channel_url, channel="email"):
+        page = self.client.get(channel_url)
+        return self.client.post(
+            channel_url, data={"csrf_token": csrf_of(page.text), "channel": channel}
+        )
+
+    def submit_code(self, otp_url, code, remember=False):
+        page = self.client.get(otp_url)
+        data = {"csrf_token": csrf_of(page.text), "code": code}
+        if remember:
+            data["remember"] = "y"
+        return self.client.post(otp_url, data=data)
+
+    def resend(self, otp_url):
+        page = self.client.get(otp_url)
+        data = {"csrf_token": csrf_of(page.text), "action": "resend"}
+        return self.client.post(otp_url, data=data)
+
+
+def code_in(text: str) -> str:
+    """The 6-digit code in a message, read like a user would."""
+    match = re.search(r"\b(\d{6})\b", text)
+    assert match, text
+    return match.group(1)

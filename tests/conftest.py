@@ -117,3 +117,97 @@ def frozen_clock():
     clock.set_source(fake)
     yield fake
     clock.set_source(None)
+
+
+class _Mailbox:
+    """Messages received by the test SMTP server, parsed."""
+
+    def __init__(self):
+        self.messages = []
+        self.refuse = False
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.refuse:
+            return "550 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        from email import message_from_bytes, policy
+
+        self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+        return "250 Message accepted"
+
+    def last_text(self) -> str:
+        message = self.messages[-1]
+        return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def smtp(settings):
+    """A real SMTP server (aiosmtpd) on loopback; the app is configured to use it."""
+    from aiosmtpd.controller import Controller
+
+    mailbox = _Mailbox()
+    port = _free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    settings.setdefault("mail", {}).update(backend="smtp", server="127.0.0.1", port=port)
+    yield mailbox
+    controller.stop()
+
+
+class _Gateway:
+    """What the fake SMS gateway received, and how it should answer next."""
+
+    def __init__(self):
+        self.received = []
+        self.status = 200
+        self.delay = 0.0
+        self.headers = []
+
+
+@pytest.fixture
+def sms_gateway(settings):
+    """An HTTP server standing in for the SMS provider (a true system edge)."""
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    gateway = _Gateway()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            gateway.headers.append(dict(self.headers))
+            time.sleep(gateway.delay)
+            if gateway.status < 300:
+                gateway.received.append(json.loads(body))
+            self.send_response(gateway.status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.setdefault("sms", {}).update(
+        backend="http",
+        url=f"http://127.0.0.1:{server.server_port}/send",
+        token="gw-token",
+        timeout_seconds=1.0,
+    )
+    yield gateway
+    server.shutdown()
+    server.server_close()

@@ -1,34 +1,106 @@
 """The login as a guarded state machine (STYLE.md convention 6).
 
-Steps: ``password`` → (``channel`` → ``otp``, with the second factor) → done.
-The user is signed in only when the last step completes.
+Steps: ``password`` → (``channel`` →) ``otp`` → done. The second factor runs
+when the user's roles or the request demand it (M1) and this browser is not
+remembered for the user (M6). The user is signed in only at the last step.
 """
 
 from __future__ import annotations
 
 from flask import current_app, redirect, url_for
 
-from ..models import LoginTransaction, User
+from ..delivery import DeliveryError
+from ..models import LoginTransaction, SsoSession, User
 from ..oidc import authorize
-from . import sessions, transaction
+from ..oidc.acr import role_requires_mfa
+from . import otp, remember, sessions, transaction
+
+AMR_BY_CHANNEL = {"email": ["pwd", "otp", "mfa"], "sms": ["pwd", "sms", "otp", "mfa"]}
+AMR_REMEMBERED = ["pwd", "mfa"]
 
 
-def password_level() -> tuple[str, list[str]]:
-    """acr and amr after the password alone (DESIGN.md, authentication levels)."""
-    return current_app.config["IDP"]["acr"]["pwd"], ["pwd"]
+def _levels() -> dict:
+    return current_app.config["IDP"]["acr"]
 
 
-def after_password(tx: LoginTransaction, user: User, auth_time: int):
-    """The password was right: finish the login (or go on to the next step)."""
-    transaction.advance(tx, "done", user_id=user.id, auth_time=auth_time, amr=["pwd"])
-    acr, amr = password_level()
-    return complete(tx, user, auth_time=auth_time, acr=acr, amr=amr)
+def needs_second_factor(user: User, tx: LoginTransaction) -> bool:
+    roles = current_app.config["IDP"]["mfa"]["required_roles"]
+    return tx.require_mfa or tx.step_up or role_requires_mfa(user.roles, roles)
 
 
-def complete(tx: LoginTransaction, user: User, *, auth_time: int, acr: str, amr: list[str]):
-    """Sign the browser in, close the transaction, go back where the flow started."""
-    args = tx.request_args
+def step_url(tx_id: str, step: str) -> str:
+    endpoint = {"password": "auth.login", "channel": "auth.channel", "otp": "auth.code"}[step]
+    return url_for(endpoint, tx=tx_id)
+
+
+def after_password(tx: LoginTransaction, tx_id: str, user: User, auth_time: int):
+    """The password was right: finish, or go on to the second factor."""
+    transaction.advance(tx, tx.step, user_id=user.id, auth_time=auth_time, amr=["pwd"])
+    if not needs_second_factor(user, tx):
+        return complete(tx, user, acr=_levels()["pwd"], amr=["pwd"])
+    return second_factor(tx, tx_id, user)
+
+
+def second_factor(tx: LoginTransaction, tx_id: str, user: User):
+    """Skip the code on a remembered browser; else choose a channel, or e-mail at once."""
+    if remember.is_remembered(user):
+        return complete(tx, user, acr=_levels()["mfa"], amr=AMR_REMEMBERED)
+    if user.backup_phone:
+        transaction.advance(tx, "channel")
+        return redirect(step_url(tx_id, "channel"))
+    transaction.advance(tx, "otp")
+    return send_first_code(tx, tx_id, user, "email")
+
+
+def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
+    """Send a code and show the code page; a delivery failure is shown there, not raised."""
+    from flask import flash
+    from flask_babel import gettext as _
+
+    try:
+        otp.send_code(tx, user, channel)
+    except DeliveryError:
+        flash(_("The code could not be sent. Try again, or choose another way."), "error")
+    except otp.ResendTooSoon as wait:
+        flash(
+            _("A code was sent moments ago. Wait %(n)d seconds to ask for another.", n=wait.wait),
+            "error",
+        )
+    except otp.ResendLimit:
+        flash(_("Too many codes were sent for this sign-in. Start again."), "error")
+    transaction.advance(tx, "otp")
+    return redirect(step_url(tx_id, "otp"))
+
+
+def after_code(tx: LoginTransaction, user: User, channel: str, remember_browser: bool):
+    if remember_browser:
+        remember.remember(user)
+    return complete(tx, user, acr=_levels()["mfa"], amr=AMR_BY_CHANNEL[channel])
+
+
+def step_up(sso: SsoSession, args: dict):
+    """A password session meets a request that needs the second factor: code only."""
+    tx_id = transaction.begin(
+        args,
+        step="password",
+        step_up=True,
+        user_id=sso.user_id,
+        auth_time=sso.auth_time,
+        amr=list(sso.amr),
+    )
+    tx = transaction.load(tx_id)
+    return second_factor(tx, tx_id, sso.user)
+
+
+def complete(tx: LoginTransaction, user: User, *, acr: str, amr: list[str]):
+    """Sign the browser in, close the transaction, go back where the flow started.
+
+    ``auth_time`` is the time of this session's password step (M5); a step-up
+    keeps it. The session id is rotated either way.
+    """
+    args, auth_time = tx.request_args, tx.auth_time
     transaction.finish(tx)
+    remember.forget_others(user)
     sso = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr)
     if args is None:
         return redirect(url_for("account.home"))

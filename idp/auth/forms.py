@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import BooleanField, PasswordField, RadioField, SelectChoice, StringField
+from wtforms.validators import DataRequired, Length, Regexp
 
 
 class PasswordForm(FlaskForm):
@@ -22,3 +22,29 @@ class PasswordForm(FlaskForm):
         validators=[DataRequired(message=_l("Enter your password.")), Length(max=1024)],
         render_kw={"autocomplete": "current-password"},
     )
+
+
+class ChannelForm(FlaskForm):
+    channel = RadioField(
+        _l("Where should we send your code?"),
+        choices=[SelectChoice("email", _l("By e-mail")), SelectChoice("sms", _l("By SMS"))],
+        default="email",
+        validators=[DataRequired(message=_l("Choose where to receive the code."))],
+    )
+
+
+class CodeForm(FlaskForm):
+    code = StringField(
+        _l("Code"),
+        validators=[
+            DataRequired(message=_l("Enter the code you received.")),
+            Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message=_l("The code has 6 digits.")),
+        ],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "inputmode": "numeric",
+            "pattern": "[0-9 ]*",
+            "maxlength": "7",
+        },
+    )
+    remember = BooleanField(_l("Remember this browser for 24 hours"))

@@ -59,10 +59,7 @@ def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> SsoSession
     db.session.add(row)
     audit.record("login.succeeded", user_id=user.id, commit=False, acr=acr, amr=" ".join(amr))
     db.session.commit()
-    locale = session.get("ui_locale")
     session.clear()  # nothing from before the sign-in survives it
-    if locale:
-        session["ui_locale"] = locale
     g.sso, g.sso_cookie = row, value
     return row
 

@@ -22,8 +22,15 @@ def _browser_key() -> str:
     return sha256_hex(session["browser"])
 
 
-def begin(request_args: dict | None, login_hint: str = "") -> str:
-    """Open a fresh transaction (step ``password``) and return its id for the URL."""
+def begin(
+    request_args: dict | None,
+    login_hint: str = "",
+    *,
+    require_mfa: bool = False,
+    step: str = "password",
+    **fields,
+) -> str:
+    """Open a fresh transaction and return its id for the URL."""
     now = clock.now()
     db.session.execute(delete(LoginTransaction).where(LoginTransaction.expires_at < now))
     tx_id = random_token(16)
@@ -33,9 +40,11 @@ def begin(request_args: dict | None, login_hint: str = "") -> str:
             browser_hash=_browser_key(),
             request_args=request_args,
             login_hint=login_hint[:254],
-            step="password",
+            step=step,
+            require_mfa=require_mfa,
             created_at=now,
             expires_at=now + current_app.config["IDP"]["session"]["login_minutes"] * 60,
+            **fields,
         )
     )
     db.session.commit()

@@ -1,44 +1,71 @@
-"""Hosted login pages: ``/login`` (password step)."""
+"""Hosted login pages: ``/login`` (password), ``/login/channel``, ``/login/otp``.
+
+Each view loads the transaction, checks it is at its step (else sends the
+browser to the right one), then calls one function of ``flow``.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    flash,
+    g,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
+from flask_babel import refresh
 
 from .. import clock, i18n
-from . import flow, sessions, transaction
-from .forms import PasswordForm
+from ..delivery import DeliveryError
+from . import flow, otp, remember, sessions, transaction
+from .forms import ChannelForm, CodeForm, PasswordForm
 from .password import LoginFailed, LoginThrottled, check_credentials
 
 bp = Blueprint("auth", __name__)
-bp.record_once(lambda state: sessions.init_app(state.app))
+
+
+@bp.record_once
+def _register(state) -> None:
+    sessions.init_app(state.app)
+    state.app.after_request(remember.write_cookie)
 
 
 def _use_request_locale(tx) -> None:
-    """The RP's ``ui_locales`` wins for the whole login (OIDC Core §3.1.2.1)."""
+    """The RP's ``ui_locales`` wins for the pages of this login (OIDC Core §3.1.2.1)."""
     chosen = i18n.pick((tx.request_args or {}).get("ui_locales")) if tx else None
     if chosen:
-        session["ui_locale"] = chosen
         g.ui_locale = chosen
+        refresh()  # drop a locale Flask-Babel may have cached earlier in this request
+
+
+def _guard(*steps: str):
+    """The transaction of ``?tx=`` if it is at one of ``steps``; else a response."""
+    tx_id = request.args.get("tx")
+    tx = transaction.load(tx_id)
+    if tx is None:
+        return None, None, (render_template("auth/expired.html"), 400)
+    _use_request_locale(tx)
+    if tx.step not in steps:
+        return None, None, redirect(flow.step_url(tx_id, tx.step))
+    return tx, tx_id, None
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    tx_id = request.args.get("tx")
-    tx = transaction.load(tx_id)
-    if tx is None:
-        if tx_id:  # expired, finished, or from another browser
-            return render_template("auth/expired.html"), 400
+    if not request.args.get("tx"):
         # "Connexion" without an application: sign in to the account console.
         return redirect(url_for("auth.login", tx=transaction.begin(None)))
-    _use_request_locale(tx)
-    if tx.step != "password":  # the guard: this page serves the password step only
-        return render_template("auth/expired.html"), 400
+    tx, tx_id, stop = _guard("password")
+    if stop:
+        return stop
     form = PasswordForm()
     if request.method == "GET" and tx.login_hint:
         form.username.data = tx.login_hint
-    error = None
-    status = 200
+    error, status = None, 200
     if form.validate_on_submit():
         try:
             user = check_credentials(form.username.data, form.password.data, request.remote_addr)
@@ -47,7 +74,92 @@ def login():
         except LoginThrottled:
             error, status = _("Too many attempts. Please wait a few minutes and try again."), 429
         else:
-            return flow.after_password(tx, user, clock.now())
+            return flow.after_password(tx, tx_id, user, clock.now())
     elif request.method == "POST":
         status = 400
     return render_template("auth/login.html", form=form, tx=tx_id, error=error), status
+
+
+@bp.route("/login/channel", methods=["GET", "POST"])
+def channel():
+    """M4: a user with a backup phone chooses e-mail or SMS at each login."""
+    tx, tx_id, stop = _guard("channel", "otp")
+    if stop:
+        return stop
+    user = tx.user
+    if not user.backup_phone:
+        return redirect(flow.step_url(tx_id, "otp"))
+    form = ChannelForm()
+    if form.validate_on_submit():
+        return flow.send_first_code(tx, tx_id, user, form.channel.data)
+    return render_template(
+        "auth/channel.html",
+        form=form,
+        tx=tx_id,
+        email=otp.mask_email(user.email),
+        phone=otp.mask_phone(user.backup_phone or ""),
+        errors=get_flashed_messages(category_filter=["error"]),
+    ), 200 if request.method == "GET" else 400
+
+
+@bp.route("/login/otp", methods=["GET", "POST"])
+def code():
+    """M2, M3, M6: enter the code, optionally remember this browser for 24 hours."""
+    tx, tx_id, stop = _guard("otp")
+    if stop:
+        return stop
+    user = tx.user
+    challenge = otp.current_challenge(tx)
+    if request.method == "POST" and request.form.get("action") == "resend":
+        return _resend(tx, tx_id, user, challenge)
+    form = CodeForm()
+    if form.validate_on_submit():
+        try:
+            channel_used = otp.verify_code(tx, form.code.data)
+        except otp.OtpWrong as wrong:
+            flash(_("Incorrect code. %(n)d attempt(s) left.", n=wrong.remaining), "error")
+        except otp.OtpLocked:
+            flash(_("Too many incorrect codes. Ask for a new code."), "error")
+        except otp.OtpExpired:
+            flash(_("This code has expired or was already used. Ask for a new code."), "error")
+        else:
+            return flow.after_code(tx, user, channel_used, bool(form.remember.data))
+        return redirect(flow.step_url(tx_id, "otp"), code=303)
+    channel_name = challenge.channel if challenge else "email"
+    destination = (
+        otp.mask_phone(user.backup_phone) if channel_name == "sms" else otp.mask_email(user.email)
+    )
+    return render_template(
+        "auth/otp.html",
+        form=form,
+        tx=tx_id,
+        channel=channel_name,
+        destination=destination,
+        sent=challenge is not None,
+        can_switch=bool(user.backup_phone),
+        errors=get_flashed_messages(category_filter=["error"]),
+    ), 200 if request.method == "GET" else 400
+
+
+def _resend(tx, tx_id, user, challenge):
+    from flask_wtf.csrf import validate_csrf
+    from wtforms.validators import ValidationError
+
+    try:
+        validate_csrf(request.form.get("csrf_token"))
+    except ValidationError:
+        return render_template("auth/expired.html"), 400
+    channel_name = challenge.channel if challenge else "email"
+    try:
+        otp.send_code(tx, user, channel_name)
+        flash(_("A new code was sent."), "info")
+    except DeliveryError:
+        flash(_("The code could not be sent. Try again, or choose another way."), "error")
+    except otp.ResendTooSoon as wait:
+        flash(
+            _("A code was sent moments ago. Wait %(n)d seconds to ask for another.", n=wait.wait),
+            "error",
+        )
+    except otp.ResendLimit:
+        flash(_("Too many codes were sent for this sign-in. Start again."), "error")
+    return redirect(flow.step_url(tx_id, "otp"))

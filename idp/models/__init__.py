@@ -23,6 +23,7 @@ db = SQLAlchemy(model_class=Base)
 
 from .audit import AuditEvent, Throttle  # noqa: E402
 from .clients import Client  # noqa: E402
+from .mfa import OtpChallenge, RememberedBrowser  # noqa: E402
 from .sessions import LoginTransaction, SsoSession  # noqa: E402
 from .tokens import AuthorizationCode, Token  # noqa: E402
 from .users import User  # noqa: E402
@@ -32,6 +33,8 @@ __all__ = [
     "AuthorizationCode",
     "Client",
     "LoginTransaction",
+    "OtpChallenge",
+    "RememberedBrowser",
     "SsoSession",
     "Throttle",
     "Token",

@@ -56,7 +56,7 @@ class LoginTransaction(db.Model):
     auth_time: Mapped[int | None] = mapped_column(BigInteger, default=None)
     amr: Mapped[list] = mapped_column(JSON, default=list)
     require_mfa: Mapped[bool] = mapped_column(default=False)
-    authenticated: Mapped[bool] = mapped_column(default=False)
+    step_up: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger)
 

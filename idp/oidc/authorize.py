@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request
-from authlib.oidc.core.errors import LoginRequiredError
-from flask import render_template
+from authlib.oidc.core.errors import InteractionRequiredError, LoginRequiredError
+from flask import current_app, render_template
 
 from .. import clock
 from ..models import SsoSession
+from .acr import demand, role_requires_mfa
 from .claims import parse_claims_request
 from .grants import GrantUser
 from .server import oidc
@@ -32,7 +33,7 @@ class RequestUriNotSupported(OAuth2Error):
 
 @dataclass(frozen=True)
 class Decision:
-    """What to do with a valid request: ``issue``, ``login`` or an OAuth ``error``."""
+    """What to do with a valid request: ``issue``, ``login``, ``step_up`` or an OAuth ``error``."""
 
     action: str
     error: type[OAuth2Error] | None = None
@@ -67,9 +68,16 @@ def check_parameters(params: Mapping[str, str]) -> None:
         raise InvalidRequestError("'claims' must be a JSON object.") from exc
 
 
-def decide(params: Mapping[str, str], sso: SsoSession | None, now: int) -> Decision:
-    """Can the SSO session answer this request, or must the user sign in?"""
+def decide(
+    params: Mapping[str, str], sso: SsoSession | None, now: int, *, needs_mfa: bool, mfa_acr: str
+) -> Decision:
+    """Can the SSO session answer this request, or must the user sign in or step up?
+
+    ``needs_mfa`` is the request's demand; a session user whose roles require
+    the second factor is checked here too (M1).
+    """
     prompts = prompts_of(params)
+    silent = "none" in prompts
     max_age = max_age_of(params)
     must_login = (
         sso is None
@@ -77,7 +85,12 @@ def decide(params: Mapping[str, str], sso: SsoSession | None, now: int) -> Decis
         or (max_age is not None and now - sso.auth_time > max_age)
     )
     if must_login:
-        return Decision("error", LoginRequiredError) if "none" in prompts else Decision("login")
+        return Decision("error", LoginRequiredError) if silent else Decision("login")
+    roles_need_mfa = role_requires_mfa(
+        sso.user.roles, current_app.config["IDP"]["mfa"]["required_roles"]
+    )
+    if (needs_mfa or roles_need_mfa) and sso.acr != mfa_acr:
+        return Decision("error", InteractionRequiredError) if silent else Decision("step_up")
     return Decision("issue")
 
 
@@ -120,19 +133,27 @@ def issue(request: OAuth2Request, grant, sso: SsoSession):
     return oidc().server.create_authorization_response(request, grant_user=granted, grant=grant)
 
 
-def start(request: OAuth2Request, sso: SsoSession | None, begin_login):
-    """Entry point of ``/authorize``; ``begin_login(args, hint)`` hands off to the login."""
+def start(request: OAuth2Request, sso: SsoSession | None, handoff):
+    """Entry point of ``/authorize``; ``handoff(action, args, hint, needs_mfa)`` starts a login."""
     grant, failure = validate(request)
     if failure is not None:
         return failure
     params = request.payload.data
-    decision = decide(params, sso, clock.now())
+    levels = current_app.config["IDP"]["acr"]
+    try:
+        acr = demand(params, request.claims_request, request.client, levels)
+    except OAuth2Error as error:
+        error.redirect_uri = request.validated_redirect_uri
+        return _error_response(request, error)
+    decision = decide(params, sso, clock.now(), needs_mfa=acr.needs_mfa, mfa_acr=levels["mfa"])
     if decision.action == "issue":
         return issue(request, grant, sso)
     if decision.action == "error":
         error = decision.error(redirect_uri=request.validated_redirect_uri)
         return _error_response(request, error)
-    return begin_login(_stored_args(params), params.get("login_hint") or "")
+    return handoff(
+        decision.action, _stored_args(params), params.get("login_hint") or "", acr.needs_mfa
+    )
 
 
 def _stored_args(params: Mapping[str, str]) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 
-from ..auth import sessions, transaction
+from ..auth import flow, sessions, transaction
 from ..extensions import csrf
 from . import authorize as authz
 from .discovery import provider_metadata
@@ -33,8 +33,11 @@ def jwks():
     return response
 
 
-def _begin_login(args: dict, login_hint: str):
-    tx_id = transaction.begin(args, login_hint)
+def _handoff(action: str, args: dict, login_hint: str, needs_mfa: bool):
+    """Open a login transaction: the password step, or the second factor only (step-up)."""
+    if action == "step_up":
+        return flow.step_up(sessions.current(), args)
+    tx_id = transaction.begin(args, login_hint, require_mfa=needs_mfa)
     return redirect(url_for("auth.login", tx=tx_id))
 
 
@@ -43,7 +46,7 @@ def _begin_login(args: dict, login_hint: str):
 def authorize():
     server = oidc().server
     oauth_request = server.create_oauth2_request(request)
-    return authz.start(oauth_request, sessions.current(), _begin_login)
+    return authz.start(oauth_request, sessions.current(), _handoff)
 
 
 @bp.post("/token")

@@ -1,0 +1,101 @@
+"""Remembered second factor (M6–M8): a browser cookie and, per user, a 24-hour record.
+
+The cookie holds a random browser id (only its hash is stored). When another
+user signs in on the same browser, every other user's record for it is
+deleted, so the code is asked again (M7).
+"""
+
+from __future__ import annotations
+
+from flask import current_app, g, request
+from sqlalchemy import delete, select
+
+from .. import audit, clock
+from ..crypto import random_token, sha256_hex
+from ..models import RememberedBrowser, User, db
+
+COOKIE = "idp_browser"
+COOKIE_DAYS = 400  # the id outlives the 24-hour records; it proves nothing by itself
+
+
+def _browser_hash(create: bool = False) -> str | None:
+    value = g.get("browser_cookie") or request.cookies.get(COOKIE)
+    if not value and create:
+        value = g.browser_cookie = random_token(32)
+    return sha256_hex(value) if value else None
+
+
+def is_remembered(user: User) -> bool:
+    browser = _browser_hash()
+    if browser is None:
+        return False
+    row = db.session.scalars(
+        select(RememberedBrowser).where(
+            RememberedBrowser.browser_hash == browser,
+            RememberedBrowser.user_id == user.id,
+            RememberedBrowser.expires_at > clock.now(),
+        )
+    ).first()
+    return row is not None
+
+
+def remember(user: User) -> None:
+    """Spare ``user`` the code on this browser for ``remember_browser_hours``."""
+    hours = current_app.config["IDP"]["mfa"]["remember_browser_hours"]
+    browser = _browser_hash(create=True)
+    db.session.execute(
+        delete(RememberedBrowser).where(
+            RememberedBrowser.browser_hash == browser, RememberedBrowser.user_id == user.id
+        )
+    )
+    db.session.add(
+        RememberedBrowser(
+            browser_hash=browser, user_id=user.id, expires_at=clock.now() + hours * 3600
+        )
+    )
+    audit.record("browser.remembered", user_id=user.id, commit=False, hours=hours)
+    db.session.commit()
+
+
+def forget_others(user: User) -> None:
+    """``user`` signed in here: other users' remembered second factor on this browser ends."""
+    browser = _browser_hash()
+    if browser is None:
+        return
+    others = db.session.scalars(
+        select(RememberedBrowser).where(
+            RememberedBrowser.browser_hash == browser, RememberedBrowser.user_id != user.id
+        )
+    ).all()
+    for row in others:
+        audit.record("browser.forgotten", user_id=row.user_id, commit=False, reason="other_user")
+        db.session.delete(row)
+    if others:
+        db.session.commit()
+
+
+def forget_user(user: User, *, keep_current: bool = False) -> None:
+    """Forget ``user`` on every browser (password change or reset), or all but this one."""
+    statement = delete(RememberedBrowser).where(RememberedBrowser.user_id == user.id)
+    current = _browser_hash() if keep_current else None
+    if current:
+        statement = statement.where(RememberedBrowser.browser_hash != current)
+    result = db.session.execute(statement)
+    if result.rowcount:
+        audit.record("browser.forgotten", user_id=user.id, commit=False, reason="credentials")
+    db.session.commit()
+
+
+def write_cookie(response):
+    value = g.get("browser_cookie")
+    if value:
+        response.set_cookie(
+            COOKIE,
+            value,
+            max_age=COOKIE_DAYS * 86400,
+            httponly=True,
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+            samesite="Lax",
+            path="/",
+        )
+    return response

@@ -1,0 +1,7 @@
+"""Message delivery: wording in templates, transport in backends (STYLE.md convention 10)."""
+
+from __future__ import annotations
+
+
+class DeliveryError(RuntimeError):
+    """A message could not be handed over (SMTP refused, gateway error or time-out)."""

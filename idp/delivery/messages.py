@@ -1,0 +1,32 @@
+"""One function per message: render its templates, hand it to a transport."""
+
+from __future__ import annotations
+
+from flask import current_app, render_template
+from flask_babel import force_locale
+from flask_babel import gettext as _
+
+from ..models import User
+from .mail import send_mail
+from .sms import send_sms
+
+
+def _locale(user: User) -> str:
+    return user.locale if user.locale in ("fr", "en") else "fr"
+
+
+def send_otp(user: User, channel: str, code: str) -> None:
+    """The one-time code, by e-mail or SMS, in the user's language."""
+    minutes = current_app.config["IDP"]["mfa"]["otp_ttl_seconds"] // 60 or 1
+    context = {"user": user, "code": code, "minutes": minutes}
+    with force_locale(_locale(user)):
+        if channel == "sms":
+            send_sms(user.backup_phone, render_template("sms/otp.txt", **context).strip())
+            return
+        subject = _("Your sign-in code for the health portal")  # never the code itself
+        send_mail(
+            user.email,
+            subject,
+            render_template("mail/otp.txt", **context),
+            render_template("mail/otp.html", **context),
+        )

@@ -1,0 +1,44 @@
+"""Second-factor state: one-time code challenges and remembered browsers."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .. import clock
+from . import db
+
+
+class OtpChallenge(db.Model):
+    """The code sent for one login transaction; a new code replaces this row.
+
+    Only a keyed hash of the code is stored. ``attempts`` counts wrong tries;
+    ``used`` flips once, atomically, on the right one.
+    """
+
+    __tablename__ = "otp_challenges"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(
+        ForeignKey("login_transactions.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(10))
+    code_hash: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+    attempts: Mapped[int] = mapped_column(default=0)
+    sends: Mapped[int] = mapped_column(default=1)
+    used: Mapped[bool] = mapped_column(default=False)
+
+
+class RememberedBrowser(db.Model):
+    """ "Remember this browser for 24 h" (M6): the cookie's random id, hashed, per user."""
+
+    __tablename__ = "remembered_browsers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    browser_hash: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    expires_at: Mapped[int] = mapped_column(BigInteger)

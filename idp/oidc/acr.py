@@ -1,0 +1,60 @@
+"""What authentication level a request demands (OpenID Connect Core §3.1.2.1, §5.5.1.1).
+
+Sources, in order: an ``acr`` claim in the ``claims`` parameter, the
+``acr_values`` parameter, the client's registered ``default_acr_values``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from authlib.oauth2 import OAuth2Error
+
+from ..models import Client
+
+
+class UnmetAuthenticationRequirements(OAuth2Error):
+    """OpenID Connect Unmet Authentication Requirements 1.0 §3."""
+
+    error = "unmet_authentication_requirements"
+
+
+@dataclass(frozen=True)
+class AcrDemand:
+    needs_mfa: bool
+    essential: bool = False
+
+
+def _from_values(values: list[str], levels: Mapping[str, str]) -> bool:
+    """Voluntary values: the second factor is needed only if the password level is not listed."""
+    return levels["mfa"] in values and levels["pwd"] not in values
+
+
+def demand(
+    params: Mapping[str, str],
+    claims_request: dict | None,
+    client: Client,
+    levels: Mapping[str, str],
+) -> AcrDemand:
+    """Raise ``UnmetAuthenticationRequirements`` for an essential acr we cannot give."""
+    acr_claim = ((claims_request or {}).get("id_token") or {}).get("acr")
+    if isinstance(acr_claim, dict) and (acr_claim.get("values") or acr_claim.get("value")):
+        wanted = acr_claim.get("values") or [acr_claim.get("value")]
+        wanted = [v for v in wanted if isinstance(v, str)]
+        if acr_claim.get("essential"):
+            known = [v for v in wanted if v in levels.values()]
+            if not known:
+                raise UnmetAuthenticationRequirements(
+                    "None of the essential acr values is offered."
+                )
+            return AcrDemand(_from_values(known, levels), essential=True)
+        return AcrDemand(_from_values(wanted, levels))
+    if requested := (params.get("acr_values") or "").split():
+        return AcrDemand(_from_values(requested, levels))
+    return AcrDemand(_from_values(list(client.default_acr_values), levels))
+
+
+def role_requires_mfa(roles: list[str], required_roles: list[str]) -> bool:
+    """M1: some rights (administrators, patient data) always need the second factor."""
+    return bool(set(roles) & set(required_roles))
