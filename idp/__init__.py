@@ -55,12 +55,14 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
     web.init_app(app)
 
     from .account.views import bp as account_bp
+    from .account.views import recovery_bp
     from .auth.views import bp as auth_bp
     from .oidc.views import bp as oidc_bp
 
     app.register_blueprint(oidc_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(recovery_bp)
     return app
 
 

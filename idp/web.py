@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, has_request_context, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
@@ -47,11 +47,22 @@ def _template_globals() -> dict:
 
     from .auth import sessions
 
-    sso = sessions.current() if request.endpoint != "static" else None
+    in_request = has_request_context() and request.endpoint != "static"
+    sso = sessions.current() if in_request else None
     return {
         "signed_in_user": sso.user if sso else None,
         "current_locale": lambda: str(get_locale()),
+        "format_datetime": _format_epoch,
     }
+
+
+def _format_epoch(seconds: int) -> str:
+    """Epoch seconds as a local date and time in the page's language."""
+    from datetime import UTC, datetime
+
+    from flask_babel import format_datetime
+
+    return format_datetime(datetime.fromtimestamp(seconds, UTC), "short")
 
 
 def _harden(response):

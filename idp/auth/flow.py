@@ -1,13 +1,15 @@
 """The login as a guarded state machine (STYLE.md convention 6).
 
-Steps: ``password`` → (``channel`` →) ``otp`` → done. The second factor runs
-when the user's roles or the request demand it (M1) and this browser is not
-remembered for the user (M6). The user is signed in only at the last step.
+Steps: ``password`` → (``channel`` →) ``otp`` → (``renew``) → done. The
+second factor runs when the user's roles or the request demand it (M1) and
+this browser is not remembered for the user (M6); ``renew`` when the password
+is older than ``max_age_days`` (P6). The user is signed in at the last step.
 """
 
 from __future__ import annotations
 
-from flask import current_app, redirect, url_for
+from flask import current_app, flash, redirect, url_for
+from flask_babel import gettext as _
 
 from ..delivery import DeliveryError
 from ..models import LoginTransaction, SsoSession, User
@@ -17,6 +19,12 @@ from . import otp, remember, sessions, transaction
 
 AMR_BY_CHANNEL = {"email": ["pwd", "otp", "mfa"], "sms": ["pwd", "sms", "otp", "mfa"]}
 AMR_REMEMBERED = ["pwd", "mfa"]
+_ENDPOINTS = {
+    "password": "auth.login",
+    "channel": "auth.channel",
+    "otp": "auth.code",
+    "renew": "account.password",
+}
 
 
 def _levels() -> dict:
@@ -29,34 +37,29 @@ def needs_second_factor(user: User, tx: LoginTransaction) -> bool:
 
 
 def step_url(tx_id: str, step: str) -> str:
-    endpoint = {"password": "auth.login", "channel": "auth.channel", "otp": "auth.code"}[step]
-    return url_for(endpoint, tx=tx_id)
+    return url_for(_ENDPOINTS[step], tx=tx_id)
 
 
 def after_password(tx: LoginTransaction, tx_id: str, user: User, auth_time: int):
     """The password was right: finish, or go on to the second factor."""
     transaction.advance(tx, tx.step, user_id=user.id, auth_time=auth_time, amr=["pwd"])
     if not needs_second_factor(user, tx):
-        return complete(tx, user, acr=_levels()["pwd"], amr=["pwd"])
+        return complete(tx, tx_id, user, amr=["pwd"])
     return second_factor(tx, tx_id, user)
 
 
 def second_factor(tx: LoginTransaction, tx_id: str, user: User):
     """Skip the code on a remembered browser; else choose a channel, or e-mail at once."""
     if remember.is_remembered(user):
-        return complete(tx, user, acr=_levels()["mfa"], amr=AMR_REMEMBERED)
+        return complete(tx, tx_id, user, amr=AMR_REMEMBERED)
     if user.backup_phone:
         transaction.advance(tx, "channel")
         return redirect(step_url(tx_id, "channel"))
-    transaction.advance(tx, "otp")
     return send_first_code(tx, tx_id, user, "email")
 
 
 def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
     """Send a code and show the code page; a delivery failure is shown there, not raised."""
-    from flask import flash
-    from flask_babel import gettext as _
-
     try:
         otp.send_code(tx, user, channel)
     except DeliveryError:
@@ -72,32 +75,36 @@ def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
     return redirect(step_url(tx_id, "otp"))
 
 
-def after_code(tx: LoginTransaction, user: User, channel: str, remember_browser: bool):
-    if remember_browser:
+def after_code(tx: LoginTransaction, tx_id: str, user: User, channel: str, keep_browser: bool):
+    if keep_browser:
         remember.remember(user)
-    return complete(tx, user, acr=_levels()["mfa"], amr=AMR_BY_CHANNEL[channel])
+    return complete(tx, tx_id, user, amr=AMR_BY_CHANNEL[channel])
 
 
-def step_up(sso: SsoSession, args: dict):
-    """A password session meets a request that needs the second factor: code only."""
+def step_up(sso: SsoSession, args: dict | None):
+    """A password session meets a request (or a console page) that needs the second factor."""
     tx_id = transaction.begin(
-        args,
-        step="password",
-        step_up=True,
-        user_id=sso.user_id,
-        auth_time=sso.auth_time,
-        amr=list(sso.amr),
+        args, step_up=True, user_id=sso.user_id, auth_time=sso.auth_time, amr=list(sso.amr)
     )
-    tx = transaction.load(tx_id)
-    return second_factor(tx, tx_id, sso.user)
+    return second_factor(transaction.load(tx_id), tx_id, sso.user)
 
 
-def complete(tx: LoginTransaction, user: User, *, acr: str, amr: list[str]):
+def after_renewal(tx: LoginTransaction, tx_id: str, user: User):
+    return complete(tx, tx_id, user, amr=list(tx.amr))
+
+
+def complete(tx: LoginTransaction, tx_id: str, user: User, *, amr: list[str]):
     """Sign the browser in, close the transaction, go back where the flow started.
 
     ``auth_time`` is the time of this session's password step (M5); a step-up
     keeps it. The session id is rotated either way.
     """
+    from ..account.passwords import password_expired
+
+    if tx.step != "renew" and not tx.step_up and password_expired(user):
+        transaction.advance(tx, "renew", amr=list(amr))
+        return redirect(step_url(tx_id, "renew"))
+    acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
     args, auth_time = tx.request_args, tx.auth_time
     transaction.finish(tx)
     remember.forget_others(user)

@@ -21,7 +21,8 @@ class LoginThrottled(Exception):
     """Too many failures for this identifier or address; try again later."""
 
 
-def _keys(identifier: str, ip: str | None) -> tuple[str, str]:
+def throttle_keys(identifier: str, ip: str | None) -> tuple[str, str]:
+    """Failure counters for a typed identifier and a client address."""
     secret = current_app.config["SECRET_KEY"]
     ident = keyed_hash(secret, "throttle-login", normalize_email(identifier))[:40]
     addr = keyed_hash(secret, "throttle-ip", ip or "-")[:40]
@@ -35,7 +36,7 @@ def check_credentials(identifier: str, password: str, ip: str | None) -> User:
     has it, so being throttled reveals nothing about existence.
     """
     conf = current_app.config["IDP"]["password"]
-    ident_key, ip_key = _keys(identifier, ip)
+    ident_key, ip_key = throttle_keys(identifier, ip)
     if throttle.is_blocked(ident_key) or throttle.is_blocked(ip_key):
         audit.record("login.throttled")
         raise LoginThrottled()

@@ -113,3 +113,31 @@ def _write_cookie(response):
 
 def init_app(app: Flask) -> None:
     app.after_request(_write_cookie)
+
+
+def end_all_of(user: User, reason: str, *, keep: SsoSession | None = None) -> int:
+    """End every session of ``user`` (but ``keep``), revoking their tokens (P4, R-reset)."""
+    rows = db.session.scalars(select(SsoSession).where(SsoSession.user_id == user.id)).all()
+    ended = [row for row in rows if keep is None or row.id != keep.id]
+    sids = [row.sid for row in ended]
+    if sids:
+        db.session.execute(
+            update(Token)
+            .where(Token.sid.in_(sids))
+            .values(access_revoked=True, refresh_revoked=True)
+        )
+        db.session.execute(delete(SsoSession).where(SsoSession.id.in_([r.id for r in ended])))
+    audit.record("sessions.revoked", user_id=user.id, commit=False, reason=reason, count=len(ended))
+    db.session.commit()
+    return len(ended)
+
+
+def sessions_of(user: User) -> list[SsoSession]:
+    now = clock.now()
+    return list(
+        db.session.scalars(
+            select(SsoSession)
+            .where(SsoSession.user_id == user.id, SsoSession.expires_at > now)
+            .order_by(SsoSession.last_seen_at.desc())
+        )
+    )

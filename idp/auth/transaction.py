@@ -13,7 +13,7 @@ from .. import clock
 from ..crypto import random_token, sha256_hex
 from ..models import LoginTransaction, db
 
-STEPS = ("password", "channel", "otp", "done")
+STEPS = ("password", "channel", "otp", "renew", "done")
 
 
 def _browser_key() -> str:

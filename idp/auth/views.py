@@ -123,7 +123,7 @@ def code():
         except otp.OtpExpired:
             flash(_("This code has expired or was already used. Ask for a new code."), "error")
         else:
-            return flow.after_code(tx, user, channel_used, bool(form.remember.data))
+            return flow.after_code(tx, tx_id, user, channel_used, bool(form.remember.data))
         return redirect(flow.step_url(tx_id, "otp"), code=303)
     channel_name = challenge.channel if challenge else "email"
     destination = (

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import current_app, render_template
 from flask_babel import force_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from ..models import User
 from .mail import send_mail
@@ -30,3 +31,25 @@ def send_otp(user: User, channel: str, code: str) -> None:
             render_template("mail/otp.txt", **context),
             render_template("mail/otp.html", **context),
         )
+
+
+def _mail(user: User, subject, template: str, **context) -> None:
+    with force_locale(_locale(user)):
+        context["user"] = user
+        send_mail(
+            user.email,
+            str(subject),
+            render_template(f"mail/{template}.txt", **context),
+            render_template(f"mail/{template}.html", **context),
+        )
+
+
+def send_reset_link(user: User, url: str) -> None:
+    """R3: the identifier and a link to set a new password."""
+    hours = current_app.config["IDP"]["password"]["reset_link_hours"]
+    _mail(user, _l("Reset your health portal password"), "reset", url=url, hours=hours)
+
+
+def send_password_changed(user: User) -> None:
+    """Notice after any password change or reset: "if this was not you…"."""
+    _mail(user, _l("Your health portal password was changed"), "password_changed")

@@ -21,6 +21,7 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
+from .account import PasswordResetToken  # noqa: E402
 from .audit import AuditEvent, Throttle  # noqa: E402
 from .clients import Client  # noqa: E402
 from .mfa import OtpChallenge, RememberedBrowser  # noqa: E402
@@ -34,6 +35,7 @@ __all__ = [
     "Client",
     "LoginTransaction",
     "OtpChallenge",
+    "PasswordResetToken",
     "RememberedBrowser",
     "SsoSession",
     "Throttle",

@@ -1,0 +1,49 @@
+"""Console forms; field names and autocomplete attributes follow DESIGN.md."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+
+class ProfileForm(FlaskForm):
+    backup_phone = StringField(
+        _l("Backup phone"),
+        validators=[Length(max=30)],
+        render_kw={"autocomplete": "tel", "inputmode": "tel", "type": "tel"},
+    )
+
+
+def _new_password(label):
+    return PasswordField(
+        label, validators=[Length(max=1024)], render_kw={"autocomplete": "new-password"}
+    )
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        _l("Current password"),
+        validators=[DataRequired(message=_l("Enter your current password.")), Length(max=1024)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    new_password = _new_password(_l("New password"))
+    confirm_password = _new_password(_l("Confirm the new password"))
+    logout_others = BooleanField(_l("Sign out of other devices"))
+
+
+class ResetPasswordForm(FlaskForm):
+    new_password = _new_password(_l("New password"))
+    confirm_password = _new_password(_l("Confirm the new password"))
+
+
+class ForgotForm(FlaskForm):
+    identifier = StringField(
+        _l("Identifier or e-mail address"),
+        validators=[
+            DataRequired(message=_l("Enter your identifier or e-mail address.")),
+            Length(max=254),
+        ],
+        render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"},
+    )

@@ -1,0 +1,89 @@
+"""The professional's record (A1–A3): backup phone edit, the list of signed-in devices."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .. import audit
+from ..auth import sessions
+from ..models import SsoSession, User, db
+from ..phones import PhoneError, normalize_mobile
+
+
+def set_backup_phone(user: User, raw: str) -> str | None:
+    """Set (E.164), change or, with an empty value, remove the backup mobile phone."""
+    value = normalize_mobile(raw) if raw.strip() else None
+    if value != user.backup_phone:
+        user.backup_phone = value
+        audit.record(
+            "profile.updated",
+            user_id=user.id,
+            commit=False,
+            field="backup_phone",
+            removed=value is None,
+        )
+        db.session.commit()
+    return value
+
+
+@dataclass(frozen=True)
+class Device:
+    id: int
+    label: str
+    first_seen: int
+    last_seen: int
+    ip_hint: str
+    current: bool
+
+
+_BROWSERS = [
+    ("Edg", "Edge"),
+    ("OPR", "Opera"),
+    ("Firefox", "Firefox"),
+    ("Chrome", "Chrome"),
+    ("Safari", "Safari"),
+]
+_SYSTEMS = [
+    ("Windows", "Windows"),
+    ("Android", "Android"),
+    ("iPhone", "iOS"),
+    ("iPad", "iPadOS"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+]
+
+
+def describe_agent(user_agent: str) -> str:
+    """ "Firefox on Windows" from a User-Agent; crude on purpose, never trusted."""
+    browser = next((name for key, name in _BROWSERS if re.search(key, user_agent)), "")
+    system = next((name for key, name in _SYSTEMS if key in user_agent), "")
+    if browser and system:
+        return f"{browser} / {system}"
+    return browser or system or (user_agent[:40] or "?")
+
+
+def devices(user: User, current: SsoSession | None) -> list[Device]:
+    return [
+        Device(
+            row.id,
+            describe_agent(row.user_agent),
+            row.created_at,
+            row.last_seen_at,
+            row.ip_hint,
+            current is not None and row.id == current.id,
+        )
+        for row in sessions.sessions_of(user)
+    ]
+
+
+def end_device(user: User, session_id: int) -> bool:
+    """End one of the user's own sessions (never someone else's)."""
+    row = db.session.get(SsoSession, session_id)
+    if row is None or row.user_id != user.id:
+        return False
+    sessions.end(row, "ended_from_console")
+    return True
+
+
+__all__ = ["Device", "PhoneError", "describe_agent", "devices", "end_device", "set_backup_phone"]

@@ -1,0 +1,125 @@
+"""Lost password (R1–R6): a reset link by e-mail, the same answer either way.
+
+The e-mail is sent from a background thread, so the answer's timing does not
+depend on whether an account exists (or on the SMTP server's speed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask, current_app
+from sqlalchemy import delete, select, update
+
+from .. import audit, clock, throttle
+from ..auth import remember, sessions
+from ..crypto import keyed_hash, random_token, sha256_hex
+from ..delivery import DeliveryError
+from ..delivery.messages import send_reset_link
+from ..models import PasswordResetToken, User, db
+from ..users import find_by_identifier
+from .passwords import PasswordRefused, new_password_errors, notify_change, store_new_password
+
+log = logging.getLogger("idp.account")
+PER_ACCOUNT = (3, 3600)  # reset e-mails per account per hour
+PER_ADDRESS = (10, 3600)  # reset requests per client address per hour
+
+
+class ResetLinkInvalid(Exception):
+    """Unknown, expired, used, or voided by a newer link or a password change (R4)."""
+
+
+def request_reset(identifier: str, ip: str | None) -> None:
+    """Queue a reset e-mail if the identifier names an active account; otherwise nothing."""
+    secret = current_app.config["SECRET_KEY"]
+    address_key = "reset-ip:" + keyed_hash(secret, "throttle-ip", ip or "-")[:40]
+    if throttle.is_blocked(address_key):
+        audit.record("password.reset_throttled")
+        return
+    throttle.register_failure(address_key, *PER_ADDRESS)
+    user = find_by_identifier(identifier)
+    if user is None or user.disabled:
+        audit.record("password.reset_requested", known=False)
+        return
+    account_key = f"reset-user:{user.id}"
+    if throttle.is_blocked(account_key):
+        audit.record("password.reset_throttled", user_id=user.id)
+        return
+    throttle.register_failure(account_key, *PER_ACCOUNT)
+    token = issue_token(user)
+    audit.record("password.reset_requested", user_id=user.id, known=True)
+    _send_later(current_app._get_current_object(), user.id, token)
+
+
+def issue_token(user: User) -> str:
+    """A new link; every older one of this user dies (R4: "voided by a newer request")."""
+    hours = current_app.config["IDP"]["password"]["reset_link_hours"]
+    db.session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
+    token = random_token(32)
+    db.session.add(
+        PasswordResetToken(
+            token_hash=sha256_hex(token),
+            user_id=user.id,
+            password_changed_at=user.password_changed_at,
+            expires_at=clock.now() + hours * 3600,
+        )
+    )
+    db.session.commit()
+    return token
+
+
+def _send_later(app: Flask, user_id: int, token: str) -> None:
+    def deliver() -> None:
+        with app.app_context():
+            user = db.session.get(User, user_id)
+            try:
+                send_reset_link(user, f"{app.config['IDP']['issuer']}/password/reset/{token}")
+            except DeliveryError:
+                audit.record("mail.failed", user_id=user_id, kind="reset")
+            except Exception:  # noqa: BLE001 - a background thread must log, not die silently
+                log.exception("reset e-mail failed")
+            finally:
+                db.session.remove()
+
+    thread = threading.Thread(target=deliver, name="reset-mail", daemon=True)
+    thread.start()
+    if app.config.get("TESTING"):
+        thread.join(10)  # tests read the mailbox right after the answer
+
+
+def check_token(token: str) -> PasswordResetToken:
+    row = db.session.scalars(
+        select(PasswordResetToken).where(PasswordResetToken.token_hash == sha256_hex(token))
+    ).first()
+    if (
+        row is None
+        or row.used
+        or row.expires_at <= clock.now()
+        or row.user.disabled
+        or row.password_changed_at != row.user.password_changed_at
+    ):
+        raise ResetLinkInvalid()
+    return row
+
+
+def complete_reset(token: str, new: str, confirm: str) -> User:
+    """Set the new password once; end every session, token and remembered browser."""
+    row = check_token(token)
+    user = row.user
+    if errors := new_password_errors(user, new, confirm):
+        raise PasswordRefused(errors)
+    claimed = db.session.execute(
+        update(PasswordResetToken)
+        .where(PasswordResetToken.id == row.id, PasswordResetToken.used.is_(False))
+        .values(used=True)
+    )
+    db.session.commit()
+    if claimed.rowcount != 1:
+        raise ResetLinkInvalid()
+    store_new_password(user, new)
+    sessions.end_all_of(user, "password_reset")
+    remember.forget_user(user)
+    audit.record("password.reset", user_id=user.id)
+    notify_change(user)
+    return user
