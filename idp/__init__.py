@@ -80,13 +80,15 @@ def _flask_config(settings: dict) -> dict:
         "SECRET_KEY": resolve_secret_key(settings),
         "SQLALCHEMY_DATABASE_URI": database_url,
         "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
-        "SESSION_COOKIE_NAME": "idp_session",
+        "SESSION_COOKIE_NAME": "__Host-idp_session" if secure else "idp_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
         "SESSION_COOKIE_SECURE": secure,
         "PREFERRED_URL_SCHEME": "https" if secure else "http",
         "WTF_CSRF_TIME_LIMIT": settings["session"]["login_minutes"] * 60,
-        "WTF_CSRF_SSL_STRICT": secure,
+        # The Referer check would refuse every form: pages send no referrer
+        # (Referrer-Policy: no-referrer). The CSRF token and SameSite cookies remain.
+        "WTF_CSRF_SSL_STRICT": False,
         "MAIL_SERVER": mail["server"],
         "MAIL_PORT": mail["port"],
         "MAIL_USE_TLS": mail["use_tls"],

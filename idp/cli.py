@@ -25,6 +25,15 @@ class _Context:
             self._app = create_app(self.config_path)
         return self._app
 
+    def close(self) -> None:
+        """Close database connections when the command ends."""
+        if self._app is not None:
+            from .models import db
+
+            with self._app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+
 
 def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
@@ -47,6 +56,7 @@ def _emit(data: Any, as_json: bool, text: str) -> None:
 def cli(ctx: click.Context, config: str | None) -> None:
     """Operate the identity provider."""
     ctx.obj = _Context(config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def _app(ctx: click.Context) -> Flask:

@@ -66,8 +66,11 @@ def seed(app: Flask) -> str:
             set_password(existing, password)
         else:
             create_user(password=password, **spec)
-        roles = ",".join(spec["roles"]) or "no special role"
-        lines.append(f"  {spec['username']} / {password}   ({roles})")
+        notes = ",".join(spec["roles"]) or "password only"
+        if spec.get("backup_phone"):
+            notes += f", backup phone {spec['backup_phone']}"
+        lines.append(f"  {spec['username']} / {password}   ({notes})")
+    lines.append("One-time codes and e-mails are printed below, in the server log.")
     lines.append(f"Example RP: python examples/relying_party.py  → {RP_URL}")
     return "\n".join(lines)
 

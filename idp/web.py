@@ -33,6 +33,7 @@ _NO_STORE_PREFIXES = (
 
 
 def init_app(app: Flask) -> None:
+    app.before_request(_reject_malformed)
     app.after_request(_harden)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -40,6 +41,30 @@ def init_app(app: Flask) -> None:
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/", "index", index)
     app.context_processor(_template_globals)
+
+
+_API = ("/token", "/userinfo", "/introspect", "/revoke")
+
+
+def _reject_malformed():
+    """NUL bytes (PostgreSQL refuses them) and undecodable Basic credentials: a clear 400/401."""
+    values = [*request.args.values(), *request.form.values()]
+    if any("\x00" in value for value in values):
+        if request.path.startswith(_API):
+            return jsonify(error="invalid_request", error_description="NUL byte in input"), 400
+        return error_page(_("Invalid request"), _("The request contains invalid characters."), 400)
+    auth = request.headers.get("Authorization", "")
+    if request.path.startswith(_API) and auth[:6].lower() == "basic ":
+        import base64
+        import binascii
+
+        try:
+            base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            response = jsonify(error="invalid_client", error_description="Malformed credentials")
+            response.headers["WWW-Authenticate"] = "Basic"
+            return response, 401
+    return None
 
 
 def _template_globals() -> dict:

@@ -60,11 +60,21 @@ def _settings(work: Path, url: str, keys: Path) -> dict:
     }
 
 
+def _truncate_all(url: str) -> None:
+    """Every PostgreSQL test starts from empty tables (the schema stays)."""
+    engine = create_engine(url)
+    tables = ", ".join(t.name for t in db.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
 @pytest.fixture
 def settings(tmp_path, template_db, shared_keys) -> dict:
     """Per-test settings; tests tweak them before asking for ``app``."""
     if PG_URL:
         url = PG_URL
+        _truncate_all(PG_URL)
     else:
         copy = tmp_path / "idp.sqlite3"
         shutil.copy(template_db.removeprefix("sqlite:///"), copy)
@@ -76,11 +86,6 @@ def settings(tmp_path, template_db, shared_keys) -> dict:
 def app(settings):
     app = create_app(settings)
     app.config["TESTING"] = True
-    with app.app_context():
-        if PG_URL:
-            tables = ", ".join(t.name for t in db.metadata.sorted_tables)
-            db.session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            db.session.commit()
     yield app
     with app.app_context():
         db.session.remove()

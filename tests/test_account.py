@@ -246,6 +246,9 @@ def test_expired_password_must_be_renewed_before_going_back(smtp, settings):
         assert "code" in query_of(done.location)
     finally:
         clock.set_source(None)
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
 
 
 # -- lost password ---------------------------------------------------------

@@ -138,4 +138,6 @@ def test_password_hash_is_argon2id_and_upgraded_on_login(app, settings, login, c
     _post(browser, _start(browser), "alice", "Correct-Horse-9-Battery")
     with stronger.app_context():
         new = find_by_username("alice").password_hash
+        db.session.remove()
+        db.engine.dispose()
     assert new != old and ",t=2," in new

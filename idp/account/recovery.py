@@ -1,7 +1,8 @@
 """Lost password (R1–R6): a reset link by e-mail, the same answer either way.
 
-The e-mail is sent from a background thread, so the answer's timing does not
-depend on whether an account exists (or on the SMTP server's speed).
+The request path only checks the address throttle and hands the identifier to
+a background thread, which looks the account up, issues the link and sends
+it: the answer's timing cannot tell whether an account exists.
 """
 
 from __future__ import annotations
@@ -31,13 +32,18 @@ class ResetLinkInvalid(Exception):
 
 
 def request_reset(identifier: str, ip: str | None) -> None:
-    """Queue a reset e-mail if the identifier names an active account; otherwise nothing."""
+    """Answer at once; the account look-up and the e-mail happen in the background."""
     secret = current_app.config["SECRET_KEY"]
     address_key = "reset-ip:" + keyed_hash(secret, "throttle-ip", ip or "-")[:40]
     if throttle.is_blocked(address_key):
         audit.record("password.reset_throttled")
         return
     throttle.register_failure(address_key, *PER_ADDRESS)
+    _in_background(current_app._get_current_object(), identifier)
+
+
+def send_reset_for(identifier: str) -> None:
+    """Issue and mail a link if the identifier names an active account; else nothing."""
     user = find_by_identifier(identifier)
     if user is None or user.disabled:
         audit.record("password.reset_requested", known=False)
@@ -49,7 +55,11 @@ def request_reset(identifier: str, ip: str | None) -> None:
     throttle.register_failure(account_key, *PER_ACCOUNT)
     token = issue_token(user)
     audit.record("password.reset_requested", user_id=user.id, known=True)
-    _send_later(current_app._get_current_object(), user.id, token)
+    url = f"{current_app.config['IDP']['issuer']}/password/reset/{token}"
+    try:
+        send_reset_link(user, url)
+    except DeliveryError:
+        audit.record("mail.failed", user_id=user.id, kind="reset")
 
 
 def issue_token(user: User) -> str:
@@ -69,20 +79,17 @@ def issue_token(user: User) -> str:
     return token
 
 
-def _send_later(app: Flask, user_id: int, token: str) -> None:
-    def deliver() -> None:
+def _in_background(app: Flask, identifier: str) -> None:
+    def work() -> None:
         with app.app_context():
-            user = db.session.get(User, user_id)
             try:
-                send_reset_link(user, f"{app.config['IDP']['issuer']}/password/reset/{token}")
-            except DeliveryError:
-                audit.record("mail.failed", user_id=user_id, kind="reset")
+                send_reset_for(identifier)
             except Exception:  # noqa: BLE001 - a background thread must log, not die silently
-                log.exception("reset e-mail failed")
+                log.exception("password reset request failed")
             finally:
                 db.session.remove()
 
-    thread = threading.Thread(target=deliver, name="reset-mail", daemon=True)
+    thread = threading.Thread(target=work, name="password-reset", daemon=True)
     thread.start()
     if app.config.get("TESTING"):
         thread.join(10)  # tests read the mailbox right after the answer

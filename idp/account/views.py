@@ -117,7 +117,7 @@ def _renew():
     return render_template("account/renew.html", form=form, errors=errors, tx=tx_id), status
 
 
-@bp.post("/sessions/<int:session_id>/end")
+@bp.post("/sessions/<int(max=2147483647):session_id>/end")
 def end_session(session_id: int):
     sso, stop = _signed_in()
     if stop:

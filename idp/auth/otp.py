@@ -12,7 +12,7 @@ import secrets
 from flask import current_app
 from sqlalchemy import select, update
 
-from .. import audit, clock
+from .. import audit, clock, throttle
 from ..crypto import keyed_hash, same
 from ..delivery import DeliveryError
 from ..delivery.messages import send_otp
@@ -20,6 +20,9 @@ from ..models import LoginTransaction, OtpChallenge, User, db
 
 RESEND_COOLDOWN = 30  # seconds between two codes for one login
 MAX_SENDS = 5  # codes per login
+USER_WINDOW = 3600  # per-user budgets below apply across logins, within this window
+USER_SENDS = 10  # codes sent to one user
+USER_FAILURES_FACTOR = 3  # wrong codes for one user: 3 × otp_max_attempts
 
 
 class OtpError(Exception):
@@ -47,7 +50,12 @@ class ResendTooSoon(OtpError):
 
 
 class ResendLimit(OtpError):
-    """No more codes for this login: start again."""
+    """No more codes for this login (or this hour, for this user)."""
+
+
+def _user_keys(user_id: int) -> tuple[str, str]:
+    """Per-user counters: codes sent, codes failed. Separate from password failures."""
+    return f"otp-send:{user_id}", f"otp-fail:{user_id}"
 
 
 def _hash(tx: LoginTransaction, code: str) -> str:
@@ -70,6 +78,10 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
             raise ResendTooSoon(RESEND_COOLDOWN - (now - row.sent_at))
         if row.sends >= MAX_SENDS:
             raise ResendLimit()
+    send_key, fail_key = _user_keys(user.id)
+    if throttle.is_blocked(send_key) or throttle.is_blocked(fail_key):
+        audit.record("otp.throttled", user_id=user.id)
+        raise ResendLimit()
     code = f"{secrets.randbelow(10**6):06d}"
     try:
         send_otp(user, channel, code)
@@ -85,6 +97,7 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
     row.sends += 1
     audit.record("otp.sent", user_id=user.id, commit=False, channel=channel)
     db.session.commit()
+    throttle.register_failure(send_key, USER_SENDS, USER_WINDOW)  # counts sends, not failures
     return row
 
 
@@ -98,6 +111,10 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
     if row.expires_at <= now:
         audit.record("otp.expired", user_id=row.user_id, channel=row.channel)
         raise OtpExpired()
+    _send_key, fail_key = _user_keys(row.user_id)
+    if throttle.is_blocked(fail_key):
+        audit.record("otp.throttled", user_id=row.user_id)
+        raise OtpLocked()
     slot = db.session.execute(
         update(OtpChallenge)
         .where(
@@ -114,6 +131,8 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
     if not same(row.code_hash, _hash(tx, code.strip().replace(" ", ""))):
         remaining = max_attempts - row.attempts
         audit.record("otp.failed", user_id=row.user_id, channel=row.channel, remaining=remaining)
+        if throttle.register_failure(fail_key, max_attempts * USER_FAILURES_FACTOR, USER_WINDOW):
+            raise OtpLocked()
         if remaining <= 0:
             raise OtpLocked()
         raise OtpWrong(remaining)

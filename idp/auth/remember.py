@@ -11,6 +11,7 @@ from flask import current_app, g, request
 from sqlalchemy import delete, select
 
 from .. import audit, clock
+from ..cookies import cookie_name
 from ..crypto import random_token, sha256_hex
 from ..models import RememberedBrowser, User, db
 
@@ -18,9 +19,10 @@ COOKIE = "idp_browser"
 COOKIE_DAYS = 400  # the id outlives the 24-hour records; it proves nothing by itself
 
 
-def _browser_hash(create: bool = False) -> str | None:
-    value = g.get("browser_cookie") or request.cookies.get(COOKIE)
-    if not value and create:
+def _browser_hash(fresh: bool = False) -> str | None:
+    """Hash of this browser's id; ``fresh`` issues a new id (never trust a planted one)."""
+    value = g.get("browser_cookie") or request.cookies.get(cookie_name(COOKIE))
+    if fresh:
         value = g.browser_cookie = random_token(32)
     return sha256_hex(value) if value else None
 
@@ -42,12 +44,14 @@ def is_remembered(user: User) -> bool:
 def remember(user: User) -> None:
     """Spare ``user`` the code on this browser for ``remember_browser_hours``."""
     hours = current_app.config["IDP"]["mfa"]["remember_browser_hours"]
-    browser = _browser_hash(create=True)
-    db.session.execute(
-        delete(RememberedBrowser).where(
-            RememberedBrowser.browser_hash == browser, RememberedBrowser.user_id == user.id
+    old = _browser_hash()
+    if old is not None:  # this user's record under the old id goes with it
+        db.session.execute(
+            delete(RememberedBrowser).where(
+                RememberedBrowser.browser_hash == old, RememberedBrowser.user_id == user.id
+            )
         )
-    )
+    browser = _browser_hash(fresh=True)
     db.session.add(
         RememberedBrowser(
             browser_hash=browser, user_id=user.id, expires_at=clock.now() + hours * 3600
@@ -90,7 +94,7 @@ def write_cookie(response):
     value = g.get("browser_cookie")
     if value:
         response.set_cookie(
-            COOKIE,
+            cookie_name(COOKIE),
             value,
             max_age=COOKIE_DAYS * 86400,
             httponly=True,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, g, request, session
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 
 from .. import audit, clock
+from ..cookies import cookie_name
 from ..crypto import random_token, sha256_hex
 from ..models import SsoSession, Token, User, db
 
@@ -22,7 +23,7 @@ def current() -> SsoSession | None:
     if "sso" in g:
         return g.sso
     g.sso = None
-    value = request.cookies.get(COOKIE)
+    value = request.cookies.get(cookie_name(COOKIE))
     if value:
         row = db.session.scalars(
             select(SsoSession).where(SsoSession.cookie_hash == sha256_hex(value))
@@ -39,8 +40,6 @@ def current() -> SsoSession | None:
 def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> SsoSession:
     """Sign the browser in: the previous session (any user) ends, a new id is issued."""
     previous = current()
-    if previous is not None:
-        db.session.delete(previous)
     value = random_token(32)
     now = clock.now()
     row = SsoSession(
@@ -57,6 +56,12 @@ def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> SsoSession
         ip_hint=_ip_hint(request.remote_addr),
     )
     db.session.add(row)
+    if previous is not None:
+        if previous.user_id == user.id:
+            # Same person, new session id: tokens issued under the old one follow it,
+            # so ending this session later still reaches them.
+            db.session.execute(update(Token).where(Token.sid == previous.sid).values(sid=row.sid))
+        db.session.delete(previous)
     audit.record("login.succeeded", user_id=user.id, commit=False, acr=acr, amr=" ".join(amr))
     db.session.commit()
     session.clear()  # nothing from before the sign-in survives it
@@ -98,7 +103,7 @@ def _write_cookie(response):
     settings = current_app.config
     if value:
         response.set_cookie(
-            COOKIE,
+            cookie_name(COOKIE),
             value,
             max_age=_lifetime(),
             httponly=True,
@@ -107,7 +112,13 @@ def _write_cookie(response):
             path="/",
         )
     else:
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="Lax")
+        response.delete_cookie(
+            cookie_name(COOKIE),
+            path="/",
+            httponly=True,
+            samesite="Lax",
+            secure=settings["SESSION_COOKIE_SECURE"],
+        )
     return response
 
 
@@ -116,16 +127,15 @@ def init_app(app: Flask) -> None:
 
 
 def end_all_of(user: User, reason: str, *, keep: SsoSession | None = None) -> int:
-    """End every session of ``user`` (but ``keep``), revoking their tokens (P4, R-reset)."""
+    """End every session of ``user`` (but ``keep``) and revoke every token of theirs
+    not issued under ``keep`` — including tokens whose session is long gone (P4, R4)."""
     rows = db.session.scalars(select(SsoSession).where(SsoSession.user_id == user.id)).all()
     ended = [row for row in rows if keep is None or row.id != keep.id]
-    sids = [row.sid for row in ended]
-    if sids:
-        db.session.execute(
-            update(Token)
-            .where(Token.sid.in_(sids))
-            .values(access_revoked=True, refresh_revoked=True)
-        )
+    tokens = update(Token).where(Token.user_id == user.id)
+    if keep is not None:
+        tokens = tokens.where(or_(Token.sid.is_(None), Token.sid != keep.sid))
+    db.session.execute(tokens.values(access_revoked=True, refresh_revoked=True))
+    if ended:
         db.session.execute(delete(SsoSession).where(SsoSession.id.in_([r.id for r in ended])))
     audit.record("sessions.revoked", user_id=user.id, commit=False, reason=reason, count=len(ended))
     db.session.commit()

@@ -34,6 +34,7 @@ class AuthorizationCode(db.Model, AuthorizationCodeMixin):
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     used: Mapped[bool] = mapped_column(default=False)
+    replayed: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship()
 
@@ -85,6 +86,7 @@ class Token(db.Model, TokenMixin):
     auth_time: Mapped[int] = mapped_column(BigInteger, default=0)
     acr: Mapped[str] = mapped_column(String(100), default="")
     amr: Mapped[list] = mapped_column(JSON, default=list)
+    claims_request: Mapped[dict | None] = mapped_column(JSON, default=None)
 
     user: Mapped[User] = relationship()
     client: Mapped[Client] = relationship(

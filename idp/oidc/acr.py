@@ -39,10 +39,9 @@ def demand(
 ) -> AcrDemand:
     """Raise ``UnmetAuthenticationRequirements`` for an essential acr we cannot give."""
     acr_claim = ((claims_request or {}).get("id_token") or {}).get("acr")
-    if isinstance(acr_claim, dict) and (acr_claim.get("values") or acr_claim.get("value")):
-        wanted = acr_claim.get("values") or [acr_claim.get("value")]
-        wanted = [v for v in wanted if isinstance(v, str)]
-        if acr_claim.get("essential"):
+    wanted = _claim_values(acr_claim)
+    if wanted:
+        if acr_claim.get("essential") is True:
             known = [v for v in wanted if v in levels.values()]
             if not known:
                 raise UnmetAuthenticationRequirements(
@@ -53,6 +52,16 @@ def demand(
     if requested := (params.get("acr_values") or "").split():
         return AcrDemand(_from_values(requested, levels))
     return AcrDemand(_from_values(list(client.default_acr_values), levels))
+
+
+def _claim_values(spec: object) -> list[str]:
+    """``{"values": [...]}`` or ``{"value": "..."}`` of a claims request, strings only."""
+    if not isinstance(spec, dict):
+        return []
+    values = spec.get("values")
+    if not isinstance(values, list):
+        values = [spec.get("value")]
+    return [v for v in values if isinstance(v, str)]
 
 
 def role_requires_mfa(roles: list[str], required_roles: list[str]) -> bool:

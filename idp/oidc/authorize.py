@@ -7,6 +7,7 @@ the login is done (STYLE.md convention 5).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -47,8 +48,8 @@ def max_age_of(params: Mapping[str, str]) -> int | None:
     raw = params.get("max_age")
     if raw in (None, ""):
         return None
-    if not raw.isdigit():
-        raise InvalidRequestError("'max_age' must be a non-negative integer.")
+    if not re.fullmatch(r"[0-9]{1,10}", raw):
+        raise InvalidRequestError("'max_age' must be a non-negative integer of seconds.")
     return int(raw)
 
 
@@ -82,7 +83,8 @@ def decide(
     must_login = (
         sso is None
         or bool(prompts & {"login", "select_account"})
-        or (max_age is not None and now - sso.auth_time > max_age)
+        # max_age=0 means "always": it is prompt=login (Core §3.1.2.1, errata set 2)
+        or (max_age is not None and (max_age == 0 or now - sso.auth_time > max_age))
     )
     if must_login:
         return Decision("error", LoginRequiredError) if silent else Decision("login")
@@ -99,6 +101,9 @@ def validate(request: OAuth2Request):
     server = oidc().server
     try:
         grant = server.get_authorization_grant(request)
+        grant.validate_no_multiple_request_parameter(request)  # RFC 6749 §3.1
+        if "openid" in (request.payload.scope or "").split() and not request.payload.redirect_uri:
+            raise InvalidRequestError("'redirect_uri' is required for OpenID Connect requests.")
         redirect_uri = grant.validate_authorization_request()
     except OAuth2Error as error:
         return None, _error_response(request, error)

@@ -61,11 +61,22 @@ def parse_claims_request(raw: str | None) -> dict | None:
     """The ``claims`` request parameter as a dict, or None; ValueError if malformed."""
     if not raw:
         return None
-    value = json.loads(raw)
-    if not isinstance(value, dict) or any(
-        not isinstance(value.get(part, {}), dict | type(None)) for part in ("userinfo", "id_token")
-    ):
-        raise ValueError("claims must be a JSON object with userinfo/id_token members")
+    if len(raw) > 8192:
+        raise ValueError("claims parameter too long")
+    try:
+        value = json.loads(raw)
+    except RecursionError as exc:
+        raise ValueError("claims parameter nested too deeply") from exc
+    if not isinstance(value, dict):
+        raise ValueError("claims must be a JSON object")
+    for part in ("userinfo", "id_token"):
+        member = value.get(part)
+        if member is None:
+            continue
+        if not isinstance(member, dict) or not all(
+            isinstance(spec, dict | type(None)) for spec in member.values()
+        ):
+            raise ValueError(f"claims.{part} must map claim names to objects or null")
     return value
 
 

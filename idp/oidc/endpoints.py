@@ -5,10 +5,12 @@ Logout 1.0)."""
 from __future__ import annotations
 
 from authlib.consts import default_json_headers
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oidc.core import UserInfoEndpoint
 from authlib.oidc.rpinitiated import EndSessionEndpoint
+from flask import g
 from sqlalchemy import or_, select, update
 
 from .. import audit
@@ -35,8 +37,17 @@ def find_token(token_string: str, hint: str | None = None) -> Token | None:
     return row
 
 
+def _check_token_param(request) -> None:
+    """``token`` is required; an unknown ``token_type_hint`` is ignored (RFC 7009 §2.1)."""
+    if not request.form.get("token"):
+        raise InvalidRequestError("Missing 'token'.")
+
+
 class Revocation(RevocationEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+    def check_params(self, request, client):
+        _check_token_param(request)
 
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
@@ -44,11 +55,14 @@ class Revocation(RevocationEndpoint):
     def revoke_token(self, token: Token, request) -> None:
         """An access token dies alone; a refresh token takes its whole grant with it."""
         is_refresh = token.refresh_token_hash == sha256_hex(request.form["token"])
-        statement = update(Token).values(access_revoked=True, refresh_revoked=True)
         if is_refresh:
-            statement = statement.where(Token.family_id == token.family_id)
+            statement = (
+                update(Token)
+                .where(Token.family_id == token.family_id)
+                .values(access_revoked=True, refresh_revoked=True)
+            )
         else:
-            statement = statement.where(Token.id == token.id).values(refresh_revoked=False)
+            statement = update(Token).where(Token.id == token.id).values(access_revoked=True)
         db.session.execute(statement)
         audit.record(
             "token.revoked",
@@ -60,6 +74,9 @@ class Revocation(RevocationEndpoint):
 
 class Introspection(IntrospectionEndpoint):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def check_params(self, request, client):
+        _check_token_param(request)
 
     def query_token(self, token_string, token_type_hint):
         return find_token(token_string, token_type_hint)
@@ -104,7 +121,9 @@ class Introspection(IntrospectionEndpoint):
 
 class UserInfo(UserInfoEndpoint):
     def generate_user_info(self, user: User, scope: str):
-        return userinfo_claims(user, scope)
+        """Scope claims plus those the ``claims`` parameter asked for (Core §5.5)."""
+        token = g.get("authlib_server_oauth2_token")
+        return userinfo_claims(user, scope, getattr(token, "claims_request", None))
 
     def get_issuer(self) -> str:
         return self.server.settings["issuer"]

@@ -116,6 +116,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         )
         db.session.commit()
         if claimed.rowcount != 1:
+            db.session.execute(
+                update(AuthorizationCode)
+                .where(AuthorizationCode.id == row.id)
+                .values(replayed=True)
+            )
+            db.session.commit()
             revoke_family(row.family_id)
             audit.record("code.replayed", user_id=row.user_id, client_id=client.client_id)
             return None

@@ -45,9 +45,14 @@ class Server(AuthorizationServer):
 
     def save_token(self, token: dict, request) -> None:
         """Store hashes only; lineage (family, session, acr…) comes from the code or parent."""
-        source = request.authorization_code or request.refresh_token
+        code, parent = request.authorization_code, request.refresh_token
+        source = code or parent
         refresh = token.get("refresh_token")
         days = self.settings["tokens"]["refresh_token_days"]
+        if parent is not None:  # a rotation never extends the grant's lifetime
+            refresh_expires_at = parent.refresh_expires_at
+        else:
+            refresh_expires_at = clock.now() + days * 86400 if refresh else None
         row = Token(
             client_id=request.client.client_id,
             user_id=request.user.id,
@@ -57,12 +62,13 @@ class Server(AuthorizationServer):
             scope=token.get("scope", ""),
             issued_at=clock.now(),
             expires_in=token["expires_in"],
-            refresh_expires_at=clock.now() + days * 86400 if refresh else None,
+            refresh_expires_at=refresh_expires_at if refresh else None,
             family_id=source.family_id,
             sid=source.sid,
             auth_time=source.auth_time,
             acr=source.acr,
             amr=list(source.amr),
+            claims_request=source.claims_request,
         )
         db.session.add(row)
         audit.record(
@@ -73,6 +79,17 @@ class Server(AuthorizationServer):
             grant=request.payload.grant_type,
         )
         db.session.commit()
+        if code is not None:
+            self._revoke_if_replayed(code)
+
+    def _revoke_if_replayed(self, code) -> None:
+        """A replay that raced this redemption may have revoked the family before our
+        tokens existed: look again now that they do (RFC 6749 §4.1.2)."""
+        from .grants import revoke_family
+
+        db.session.refresh(code)
+        if code.replayed:
+            revoke_family(code.family_id)
 
     def validate_requested_scope(self, scope: str) -> None:
         """Unknown scopes are ignored, not refused (OpenID Connect Core §3.1.2.1)."""

@@ -73,6 +73,17 @@ def introspect():
     return oidc().server.create_endpoint_response("introspection")
 
 
+def _needs_confirmation(end_request) -> bool:
+    """Ask first unless the ID token hint names the user signed in here (RP-Initiated §2)."""
+    if end_request.needs_confirmation:
+        return True
+    sso = sessions.current()
+    claims = end_request.id_token_claims or {}
+    if sso is None:
+        return False
+    return claims.get("sub") != sso.user.subject
+
+
 @bp.route("/logout", methods=["GET", "POST"])
 @csrf.exempt
 def logout():
@@ -84,7 +95,7 @@ def logout():
         return render_template(
             "oidc/error.html", error=error.error, description=error.get_error_description()
         ), 400
-    if end_request.needs_confirmation:
+    if _needs_confirmation(end_request):
         if request.method == "GET" or request.form.get("confirm") != "yes":
             return render_template("oidc/logout_confirm.html", params=request.values)
         csrf.protect()  # the confirmation is a form of ours: check its token
