@@ -7,6 +7,8 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from ..auth.forms import identifier_field
+
 
 class ProfileForm(FlaskForm):
     backup_phone = StringField(
@@ -39,11 +41,4 @@ class ResetPasswordForm(FlaskForm):
 
 
 class ForgotForm(FlaskForm):
-    identifier = StringField(
-        _l("Identifier or e-mail address"),
-        validators=[
-            DataRequired(message=_l("Enter your identifier or e-mail address.")),
-            Length(max=254),
-        ],
-        render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"},
-    )
+    identifier = identifier_field()

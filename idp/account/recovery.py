@@ -11,14 +11,14 @@ import logging
 import threading
 
 from flask import Flask, current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 
 from .. import audit, clock, throttle
 from ..auth import remember, sessions
 from ..crypto import keyed_hash, random_token, sha256_hex
 from ..delivery import DeliveryError
 from ..delivery.messages import send_reset_link
-from ..models import PasswordResetToken, User, db
+from ..models import PasswordResetToken, User, db, use_once
 from ..users import find_by_identifier
 from .passwords import PasswordRefused, new_password_errors, notify_change, store_new_password
 
@@ -116,13 +116,7 @@ def complete_reset(token: str, new: str, confirm: str) -> User:
     user = row.user
     if errors := new_password_errors(user, new, confirm):
         raise PasswordRefused(errors)
-    claimed = db.session.execute(
-        update(PasswordResetToken)
-        .where(PasswordResetToken.id == row.id, PasswordResetToken.used.is_(False))
-        .values(used=True)
-    )
-    db.session.commit()
-    if claimed.rowcount != 1:
+    if not use_once(PasswordResetToken, row.id):
         raise ResetLinkInvalid()
     store_new_password(user, new)
     sessions.end_all_of(user, "password_reset")

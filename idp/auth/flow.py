@@ -58,8 +58,8 @@ def second_factor(tx: LoginTransaction, tx_id: str, user: User):
     return send_first_code(tx, tx_id, user, "email")
 
 
-def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
-    """Send a code and show the code page; a delivery failure is shown there, not raised."""
+def send_code_or_explain(tx: LoginTransaction, user: User, channel: str) -> bool:
+    """Send a code; on failure flash why (shown on the code page) instead of raising."""
     try:
         otp.send_code(tx, user, channel)
     except DeliveryError:
@@ -71,6 +71,14 @@ def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
         )
     except otp.ResendLimit:
         flash(_("Too many codes were sent for this sign-in. Start again."), "error")
+    else:
+        return True
+    return False
+
+
+def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
+    """Send a code and show the code page (with the reason, if it could not be sent)."""
+    send_code_or_explain(tx, user, channel)
     transaction.advance(tx, "otp")
     return redirect(step_url(tx_id, "otp"))
 

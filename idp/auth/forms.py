@@ -8,8 +8,9 @@ from wtforms import BooleanField, PasswordField, RadioField, SelectChoice, Strin
 from wtforms.validators import DataRequired, Length, Regexp
 
 
-class PasswordForm(FlaskForm):
-    username = StringField(
+def identifier_field() -> StringField:
+    """ "Identifiant / e-mail" (L2, R2): one field takes either."""
+    return StringField(
         _l("Identifier or e-mail address"),
         validators=[
             DataRequired(message=_l("Enter your identifier or e-mail address.")),
@@ -17,6 +18,10 @@ class PasswordForm(FlaskForm):
         ],
         render_kw={"autocomplete": "username", "autocapitalize": "none", "spellcheck": "false"},
     )
+
+
+class PasswordForm(FlaskForm):
+    username = identifier_field()
     password = PasswordField(
         _l("Password"),
         validators=[DataRequired(message=_l("Enter your password.")), Length(max=1024)],

@@ -16,7 +16,7 @@ from .. import audit, clock, throttle
 from ..crypto import keyed_hash, same
 from ..delivery import DeliveryError
 from ..delivery.messages import send_otp
-from ..models import LoginTransaction, OtpChallenge, User, db
+from ..models import LoginTransaction, OtpChallenge, User, db, use_once
 
 RESEND_COOLDOWN = 30  # seconds between two codes for one login
 MAX_SENDS = 5  # codes per login
@@ -136,13 +136,7 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
         if remaining <= 0:
             raise OtpLocked()
         raise OtpWrong(remaining)
-    redeemed = db.session.execute(
-        update(OtpChallenge)
-        .where(OtpChallenge.id == row.id, OtpChallenge.used.is_(False))
-        .values(used=True)
-    )
-    db.session.commit()
-    if redeemed.rowcount != 1:
+    if not use_once(OtpChallenge, row.id):
         raise OtpExpired()
     audit.record("otp.verified", user_id=row.user_id, channel=row.channel)
     return row.channel

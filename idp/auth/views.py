@@ -20,7 +20,6 @@ from flask_babel import gettext as _
 from flask_babel import refresh
 
 from .. import clock, i18n
-from ..delivery import DeliveryError
 from . import flow, otp, remember, sessions, transaction
 from .forms import ChannelForm, CodeForm, PasswordForm
 from .password import LoginFailed, LoginThrottled, check_credentials
@@ -150,16 +149,6 @@ def _resend(tx, tx_id, user, challenge):
     except ValidationError:
         return render_template("auth/expired.html"), 400
     channel_name = challenge.channel if challenge else "email"
-    try:
-        otp.send_code(tx, user, channel_name)
+    if flow.send_code_or_explain(tx, user, channel_name):
         flash(_("A new code was sent."), "info")
-    except DeliveryError:
-        flash(_("The code could not be sent. Try again, or choose another way."), "error")
-    except otp.ResendTooSoon as wait:
-        flash(
-            _("A code was sent moments ago. Wait %(n)d seconds to ask for another.", n=wait.wait),
-            "error",
-        )
-    except otp.ResendLimit:
-        flash(_("Too many codes were sent for this sign-in. Start again."), "error")
     return redirect(flow.step_url(tx_id, "otp"))

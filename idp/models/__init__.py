@@ -42,6 +42,7 @@ __all__ = [
     "Token",
     "User",
     "db",
+    "use_once",
 ]
 
 
@@ -66,3 +67,18 @@ def _install_sqlite_pragmas() -> None:
 
 
 _install_sqlite_pragmas()
+
+
+def use_once(model: type, row_id: int) -> bool:
+    """Flip ``used`` from false to true in one conditional UPDATE; True for the one winner.
+
+    Codes, one-time passwords and reset links are redeemed this way, so two
+    concurrent redemptions cannot both succeed, on SQLite as on PostgreSQL.
+    """
+    from sqlalchemy import update
+
+    result = db.session.execute(
+        update(model).where(model.id == row_id, model.used.is_(False)).values(used=True)
+    )
+    db.session.commit()
+    return result.rowcount == 1

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
-from ..models import AuthorizationCode, Client, Token, User, db
+from ..models import AuthorizationCode, Client, Token, User, db, use_once
 from .claims import id_token_claims
 
 log = logging.getLogger("idp.oidc")
@@ -109,13 +109,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         ).first()
         if row is None or row.is_expired():
             return None
-        claimed = db.session.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.id == row.id, AuthorizationCode.used.is_(False))
-            .values(used=True)
-        )
-        db.session.commit()
-        if claimed.rowcount != 1:
+        if not use_once(AuthorizationCode, row.id):
             db.session.execute(
                 update(AuthorizationCode)
                 .where(AuthorizationCode.id == row.id)
