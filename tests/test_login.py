@@ -141,3 +141,9 @@ def test_password_hash_is_argon2id_and_upgraded_on_login(app, settings, login, c
         db.session.remove()
         db.engine.dispose()
     assert new != old and ",t=2," in new
+
+
+def test_connexion_when_already_signed_in_opens_the_console(login, client):
+    _post(client, _start(client), "alice", "Correct-Horse-9-Battery")
+    response = client.get("/login")
+    assert response.status_code == 302 and response.location.endswith("/account/")

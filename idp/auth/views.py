@@ -56,7 +56,9 @@ def _guard(*steps: str):
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if not request.args.get("tx"):
-        # "Connexion" without an application: sign in to the account console.
+        # "Connexion" without an application: the account console, signing in if needed.
+        if sessions.current() is not None:
+            return redirect(url_for("account.home"))
         return redirect(url_for("auth.login", tx=transaction.begin(None)))
     tx, tx_id, stop = _guard("password")
     if stop:
