@@ -10,6 +10,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 
+from .delivery.messages import otp_minutes
 from .models import db
 
 log = logging.getLogger("idp.web")
@@ -78,6 +79,7 @@ def _template_globals() -> dict:
         "signed_in_user": sso.user if sso else None,
         "current_locale": lambda: str(get_locale()),
         "format_datetime": _format_epoch,
+        "otp_minutes": otp_minutes,
     }
 
 

@@ -78,6 +78,7 @@ def send_code_or_explain(tx: LoginTransaction, user: User, channel: str) -> bool
 
 def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
     """Send a code and show the code page (with the reason, if it could not be sent)."""
+    transaction.advance(tx, tx.step, channel=channel)  # a resend retries this channel
     send_code_or_explain(tx, user, channel)
     transaction.advance(tx, "otp")
     return redirect(step_url(tx_id, "otp"))

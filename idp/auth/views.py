@@ -126,7 +126,7 @@ def code():
         else:
             return flow.after_code(tx, tx_id, user, channel_used, bool(form.remember.data))
         return redirect(flow.step_url(tx_id, "otp"), code=303)
-    channel_name = challenge.channel if challenge else "email"
+    channel_name = challenge.channel if challenge else (tx.channel or "email")
     destination = (
         otp.mask_phone(user.backup_phone) if channel_name == "sms" else otp.mask_email(user.email)
     )
@@ -150,7 +150,7 @@ def _resend(tx, tx_id, user, challenge):
         validate_csrf(request.form.get("csrf_token"))
     except ValidationError:
         return render_template("auth/expired.html"), 400
-    channel_name = challenge.channel if challenge else "email"
+    channel_name = tx.channel or (challenge.channel if challenge else "email")
     if flow.send_code_or_explain(tx, user, channel_name):
         flash(_("A new code was sent."), "info")
     return redirect(flow.step_url(tx_id, "otp"))

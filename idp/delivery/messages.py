@@ -12,13 +12,18 @@ from .mail import send_mail
 from .sms import send_sms
 
 
+def otp_minutes() -> int:
+    """The code's lifetime as users read it: whole minutes, rounded up."""
+    return -(-current_app.config["IDP"]["mfa"]["otp_ttl_seconds"] // 60)
+
+
 def _locale(user: User) -> str:
     return user.locale if user.locale in ("fr", "en") else "fr"
 
 
 def send_otp(user: User, channel: str, code: str) -> None:
     """The one-time code, by e-mail or SMS, in the user's language."""
-    minutes = current_app.config["IDP"]["mfa"]["otp_ttl_seconds"] // 60 or 1
+    minutes = otp_minutes()
     context = {"user": user, "code": code, "minutes": minutes}
     with force_locale(_locale(user)):
         if channel == "sms":

@@ -55,6 +55,7 @@ class LoginTransaction(db.Model):
     login_hint: Mapped[str] = mapped_column(Text, default="")
     auth_time: Mapped[int | None] = mapped_column(BigInteger, default=None)
     amr: Mapped[list] = mapped_column(JSON, default=list)
+    channel: Mapped[str | None] = mapped_column(String(10), default=None)  # last chosen
     require_mfa: Mapped[bool] = mapped_column(default=False)
     step_up: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 10:20:11.936035
+Create Date: 2026-11-28 11:33:28.955864
 
 """
 from alembic import op
@@ -92,6 +92,7 @@ def upgrade():
     sa.Column('created_at', sa.BigInteger(), nullable=False),
     sa.Column('expires_at', sa.BigInteger(), nullable=False),
     sa.Column('used', sa.Boolean(), nullable=False),
+    sa.Column('replayed', sa.Boolean(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_authorization_codes_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_authorization_codes')),
     sa.UniqueConstraint('code_hash', name=op.f('uq_authorization_codes_code_hash'))
@@ -110,6 +111,7 @@ def upgrade():
     sa.Column('login_hint', sa.Text(), nullable=False),
     sa.Column('auth_time', sa.BigInteger(), nullable=True),
     sa.Column('amr', sa.JSON(), nullable=False),
+    sa.Column('channel', sa.String(length=10), nullable=True),
     sa.Column('require_mfa', sa.Boolean(), nullable=False),
     sa.Column('step_up', sa.Boolean(), nullable=False),
     sa.Column('created_at', sa.BigInteger(), nullable=False),
@@ -120,6 +122,21 @@ def upgrade():
     )
     with op.batch_alter_table('login_transactions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_login_transactions_browser_hash'), ['browser_hash'], unique=False)
+
+    op.create_table('password_reset_tokens',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('password_changed_at', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.BigInteger(), nullable=False),
+    sa.Column('expires_at', sa.BigInteger(), nullable=False),
+    sa.Column('used', sa.Boolean(), nullable=False),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_password_reset_tokens_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_password_reset_tokens')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_password_reset_tokens_token_hash'))
+    )
+    with op.batch_alter_table('password_reset_tokens', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_password_reset_tokens_user_id'), ['user_id'], unique=False)
 
     op.create_table('remembered_browsers',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -173,6 +190,7 @@ def upgrade():
     sa.Column('auth_time', sa.BigInteger(), nullable=False),
     sa.Column('acr', sa.String(length=100), nullable=False),
     sa.Column('amr', sa.JSON(), nullable=False),
+    sa.Column('claims_request', sa.JSON(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_tokens_user_id_users'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_tokens')),
     sa.UniqueConstraint('access_token_hash', name=op.f('uq_tokens_access_token_hash')),
@@ -222,6 +240,10 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_remembered_browsers_browser_hash'))
 
     op.drop_table('remembered_browsers')
+    with op.batch_alter_table('password_reset_tokens', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_password_reset_tokens_user_id'))
+
+    op.drop_table('password_reset_tokens')
     with op.batch_alter_table('login_transactions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_login_transactions_browser_hash'))
 
