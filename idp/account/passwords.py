@@ -86,6 +86,15 @@ def change_password(
     return ended
 
 
+def renew_password(user: User, new: str, confirm: str) -> None:
+    """P6: an expired password replaced right after the sign-in (just verified)."""
+    if errors := new_password_errors(user, new, confirm):
+        raise PasswordRefused(errors)
+    store_new_password(user, new)
+    audit.record("password.changed", user_id=user.id, reason="expired")
+    notify_change(user)
+
+
 def password_expired(user: User) -> bool:
     """P6: past ``max_age_days`` the user is sent to the change page after signing in."""
     days = current_app.config["IDP"]["password"]["max_age_days"]

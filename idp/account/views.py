@@ -13,7 +13,7 @@ from ..auth import flow, sessions, transaction
 from ..oidc.acr import role_requires_mfa
 from . import profile, recovery
 from .forms import ChangePasswordForm, ForgotForm, ProfileForm, ResetPasswordForm
-from .passwords import PasswordRefused, change_password, notify_change, store_new_password
+from .passwords import PasswordRefused, change_password, renew_password
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 recovery_bp = Blueprint("recovery", __name__, url_prefix="/password")
@@ -101,17 +101,11 @@ def _renew():
     form = ResetPasswordForm()
     errors: dict[str, list[str]] = {}
     if form.validate_on_submit():
-        from .passwords import new_password_errors
-
-        errors = new_password_errors(
-            tx.user, form.new_password.data or "", form.confirm_password.data or ""
-        )
-        if not errors:
-            store_new_password(tx.user, form.new_password.data)
-            from .. import audit
-
-            audit.record("password.changed", user_id=tx.user.id, reason="expired")
-            notify_change(tx.user)
+        try:
+            renew_password(tx.user, form.new_password.data or "", form.confirm_password.data or "")
+        except PasswordRefused as refused:
+            errors = refused.errors
+        else:
             return flow.after_renewal(tx, tx_id, tx.user)
     status = 400 if request.method == "POST" else 200
     return render_template("account/renew.html", form=form, errors=errors, tx=tx_id), status
