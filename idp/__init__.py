@@ -115,10 +115,9 @@ def _database_url(url: str) -> str:
     (Flask-SQLAlchemy would otherwise put them under the instance folder.)
     """
     prefix = "sqlite:///"
-    if not url.startswith(prefix) or url == "sqlite://" or ":memory:" in url:
+    if not url.startswith(prefix) or ":memory:" in url:
         return url
-    path = Path(url[len(prefix) :].split("?", 1)[0])
-    query = url[len(prefix) :][len(str(path)) :] if "?" in url else ""
-    path = path if path.is_absolute() else Path.cwd() / path
+    raw, sep, query = url[len(prefix) :].partition("?")
+    path = Path(raw) if Path(raw).is_absolute() else Path.cwd() / raw
     path.parent.mkdir(parents=True, exist_ok=True)
-    return f"{prefix}{path}{query}"
+    return f"{prefix}{path}{sep}{query}"

@@ -88,15 +88,7 @@ def list_users() -> list[User]:
 
 def disable_user(user: User) -> None:
     """Disable an account and end everything it holds: sessions and tokens."""
-    from sqlalchemy import delete, update
-
-    from .models import SsoSession, Token
+    from .auth.sessions import end_all_of  # the auth package imports this module
 
     user.disabled = True
-    db.session.execute(
-        update(Token)
-        .where(Token.user_id == user.id)
-        .values(access_revoked=True, refresh_revoked=True)
-    )
-    db.session.execute(delete(SsoSession).where(SsoSession.user_id == user.id))
-    db.session.commit()
+    end_all_of(user, "account_disabled")

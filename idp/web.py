@@ -45,6 +45,7 @@ def init_app(app: Flask) -> None:
 
 
 _API = ("/token", "/userinfo", "/introspect", "/revoke")
+_CORS_PATHS = {"/.well-known/openid-configuration", "/jwks.json", "/token", "/userinfo", "/revoke"}
 
 
 def _reject_malformed():
@@ -101,6 +102,11 @@ def _harden(response):
     if request.path.startswith(_NO_STORE_PREFIXES):
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
+    if request.path in _CORS_PATHS:
+        # Browser-based RPs (public clients) call these directly; no cookies are used.
+        headers["Access-Control-Allow-Origin"] = "*"
+        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+        headers["Access-Control-Allow-Methods"] = "GET, POST"
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response
@@ -134,7 +140,7 @@ def _csrf_error(error: CSRFError):
 
 
 def _http_error(error: HTTPException):
-    if request.path.startswith(("/token", "/userinfo", "/introspect", "/revoke")):
+    if request.path.startswith(_API):
         if error.code not in (400, 404, 405, 413):
             return error.get_response()  # Authlib's own OAuth error, headers included
         return jsonify(error="invalid_request", error_description=error.name), error.code
@@ -145,6 +151,6 @@ def _http_error(error: HTTPException):
 def _unexpected_error(error: Exception):
     log.exception("unhandled error")
     db.session.rollback()
-    if request.path.startswith(("/token", "/userinfo", "/introspect", "/revoke")):
+    if request.path.startswith(_API):
         return jsonify(error="server_error"), 500
     return error_page(_("Something went wrong"), _("Please try again in a moment."), 500)

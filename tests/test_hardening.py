@@ -242,3 +242,59 @@ BAD_BASIC = "Basic " + base64.b64encode(b"\xff:\xff").decode()
 def test_malformed_input_never_gets_a_500(login, client, method, path, kwargs):
     response = getattr(client, method)(path, **kwargs)
     assert response.status_code < 500, response.text[:300]
+
+
+def test_a_narrowed_refresh_can_widen_back_within_the_grant(login, client, secret):
+    tokens = login.exchange(login.login_through()["code"], secret=secret).json
+    narrowed = client.post(
+        "/token",
+        auth=("rp", secret),
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "scope": "openid",
+        },
+    ).json
+    assert narrowed["scope"] == "openid"
+    widened = client.post(
+        "/token",
+        auth=("rp", secret),
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": narrowed["refresh_token"],
+            "scope": "openid email",
+        },
+    ).json
+    assert widened["scope"] == "openid email"
+    beyond = client.post(
+        "/token",
+        auth=("rp", secret),
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": widened["refresh_token"],
+            "scope": "openid phone",
+        },
+    ).json
+    assert beyond["error"] == "invalid_scope"
+
+
+def test_replaying_an_expired_code_still_revokes_its_tokens(login, client, secret, frozen_clock):
+    code = login.login_through()["code"]
+    tokens = login.exchange(code, secret=secret).json
+    frozen_clock.advance(120)
+    assert login.exchange(code, secret=secret).json["error"] == "invalid_grant"
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/userinfo", headers=auth).status_code == 401
+
+
+def test_browser_clients_get_cors_headers(client):
+    for path in ("/.well-known/openid-configuration", "/jwks.json", "/token", "/userinfo"):
+        response = client.options(path)
+        assert response.headers["Access-Control-Allow-Origin"] == "*", path
+        assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+
+
+def test_userinfo_with_another_scheme_gets_a_bare_bearer_challenge(client):
+    response = client.get("/userinfo", headers={"Authorization": "Basic eDp5"})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="http://idp.test"'

@@ -9,6 +9,7 @@ from .. import audit, clock
 from ..cookies import cookie_name
 from ..crypto import random_token, sha256_hex
 from ..models import SsoSession, Token, User, db
+from ..models.tokens import revoke_tokens
 
 COOKIE = "idp_sso"
 _TOUCH_EVERY = 60  # seconds between ``last_seen_at`` writes, to keep reads cheap
@@ -80,9 +81,7 @@ def _ip_hint(address: str | None) -> str:
 
 def end(row: SsoSession, reason: str) -> None:
     """End one session and revoke the tokens issued under it."""
-    db.session.execute(
-        update(Token).where(Token.sid == row.sid).values(access_revoked=True, refresh_revoked=True)
-    )
+    revoke_tokens(Token.sid == row.sid)
     db.session.execute(delete(SsoSession).where(SsoSession.id == row.id))
     audit.record("session.ended", user_id=row.user_id, commit=False, reason=reason)
     db.session.commit()
@@ -131,10 +130,10 @@ def end_all_of(user: User, reason: str, *, keep: SsoSession | None = None) -> in
     not issued under ``keep`` — including tokens whose session is long gone (P4, R4)."""
     rows = db.session.scalars(select(SsoSession).where(SsoSession.user_id == user.id)).all()
     ended = [row for row in rows if keep is None or row.id != keep.id]
-    tokens = update(Token).where(Token.user_id == user.id)
+    conditions = [Token.user_id == user.id]
     if keep is not None:
-        tokens = tokens.where(or_(Token.sid.is_(None), Token.sid != keep.sid))
-    db.session.execute(tokens.values(access_revoked=True, refresh_revoked=True))
+        conditions.append(or_(Token.sid.is_(None), Token.sid != keep.sid))
+    revoke_tokens(*conditions)
     if ended:
         db.session.execute(delete(SsoSession).where(SsoSession.id.in_([r.id for r in ended])))
     audit.record("sessions.revoked", user_id=user.id, commit=False, reason=reason, count=len(ended))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import TokenMixin
 from authlib.oidc.core import AuthorizationCodeMixin
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, update
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
@@ -60,6 +60,13 @@ class AuthorizationCode(db.Model, AuthorizationCodeMixin):
         return list(self.amr)
 
 
+def revoke_tokens(*conditions) -> None:
+    """Revoke access and refresh tokens matching ``conditions`` (caller commits)."""
+    db.session.execute(
+        update(Token).where(*conditions).values(access_revoked=True, refresh_revoked=True)
+    )
+
+
 class Token(db.Model, TokenMixin):
     """An access token and, for clients allowed to, its refresh token.
 
@@ -75,7 +82,8 @@ class Token(db.Model, TokenMixin):
     access_token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     refresh_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
     token_type: Mapped[str] = mapped_column(String(20), default="Bearer")
-    scope: Mapped[str] = mapped_column(Text, default="")
+    scope: Mapped[str] = mapped_column(Text, default="")  # of the access token
+    grant_scope: Mapped[str] = mapped_column(Text, default="")  # what the user granted
     issued_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_in: Mapped[int] = mapped_column(BigInteger, default=0)
     refresh_expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)

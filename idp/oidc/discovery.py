@@ -29,7 +29,6 @@ def provider_metadata(settings: dict) -> dict:
         "grant_types_supported": grant_types,
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": list(ALGORITHMS),
-        "userinfo_signing_alg_values_supported": list(ALGORITHMS),
         "scopes_supported": SCOPES_SUPPORTED,
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,

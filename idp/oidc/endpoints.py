@@ -16,6 +16,7 @@ from sqlalchemy import or_, select, update
 from .. import audit
 from ..crypto import sha256_hex
 from ..models import Token, User, db
+from ..models.tokens import revoke_tokens
 from .claims import userinfo_claims
 
 
@@ -56,20 +57,19 @@ class Revocation(RevocationEndpoint):
         """An access token dies alone; a refresh token takes its whole grant with it."""
         is_refresh = token.refresh_token_hash == sha256_hex(request.form["token"])
         if is_refresh:
-            statement = (
-                update(Token)
-                .where(Token.family_id == token.family_id)
-                .values(access_revoked=True, refresh_revoked=True)
+            revoke_tokens(Token.family_id == token.family_id)
+        else:  # the refresh token stays as it was: revoked or not
+            db.session.execute(
+                update(Token).where(Token.id == token.id).values(access_revoked=True)
             )
-        else:
-            statement = update(Token).where(Token.id == token.id).values(access_revoked=True)
-        db.session.execute(statement)
         audit.record(
             "token.revoked",
             user_id=token.user_id,
             client_id=token.client_id,
+            commit=False,
             kind="refresh_token" if is_refresh else "access_token",
         )
+        db.session.commit()
 
 
 class Introspection(IntrospectionEndpoint):
@@ -127,9 +127,6 @@ class UserInfo(UserInfoEndpoint):
 
     def get_issuer(self) -> str:
         return self.server.settings["issuer"]
-
-    def resolve_private_key(self):
-        return self.server.keyring.signing_key(self.server.settings["keys"]["algorithm"])[1]
 
 
 class EndSession(EndSessionEndpoint):

@@ -9,7 +9,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+    scope_to_list,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from flask import current_app, g
@@ -18,6 +24,7 @@ from sqlalchemy import select, update
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
 from ..models import AuthorizationCode, Client, Token, User, db, use_once
+from ..models.tokens import revoke_tokens
 from .claims import id_token_claims
 
 log = logging.getLogger("idp.oidc")
@@ -40,11 +47,7 @@ class GrantUser:
 
 def revoke_family(family_id: str) -> None:
     """Revoke every token descended from one code (replayed code or refresh token)."""
-    db.session.execute(
-        update(Token)
-        .where(Token.family_id == family_id)
-        .values(access_revoked=True, refresh_revoked=True)
-    )
+    revoke_tokens(Token.family_id == family_id)
     db.session.commit()
 
 
@@ -107,9 +110,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 AuthorizationCode.client_id == client.client_id,
             )
         ).first()
-        if row is None or row.is_expired():
+        if row is None or (row.is_expired() and not row.used):
             return None
-        if not use_once(AuthorizationCode, row.id):
+        if row.used or not use_once(AuthorizationCode, row.id):
             db.session.execute(
                 update(AuthorizationCode)
                 .where(AuthorizationCode.id == row.id)
@@ -132,6 +135,17 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 class RefreshTokenGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def _validate_token_scope(self, token: Token) -> None:
+        """A refresh may narrow the scope, within what was granted (RFC 6749 §6)."""
+        requested = set(scope_to_list(self.request.payload.scope or ""))
+        if not requested <= set(scope_to_list(token.grant_scope)):
+            raise InvalidScopeError()
+
+    def issue_token(self, user: User, refresh_token: Token) -> dict:
+        """Without a ``scope`` parameter the new tokens get the whole grant back."""
+        scope = self.request.payload.scope or refresh_token.grant_scope
+        return self.generate_token(user=user, scope=scope, include_refresh_token=True)
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
         row = db.session.scalars(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
 from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Request
-from authlib.oauth2.rfc6749.errors import MissingAuthorizationError
+from authlib.oauth2.rfc6749.errors import MissingAuthorizationError, UnsupportedTokenTypeError
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc9207 import IssuerParameter
@@ -60,6 +60,7 @@ class Server(AuthorizationServer):
             refresh_token_hash=sha256_hex(refresh) if refresh else None,
             token_type=token["token_type"],
             scope=token.get("scope", ""),
+            grant_scope=parent.grant_scope if parent is not None else code.scope,
             issued_at=clock.now(),
             expires_in=token["expires_in"],
             refresh_expires_at=refresh_expires_at if refresh else None,
@@ -97,8 +98,8 @@ class Server(AuthorizationServer):
     def handle_error_response(self, request, error):
         if isinstance(error, InvalidClientError) and not error.redirect_uri:
             error.status_code = 401  # RFC 6749 §5.2, with WWW-Authenticate
-        if isinstance(error, MissingAuthorizationError):
-            # RFC 6750 §3.1: no credentials sent → a bare challenge, no error code.
+        if isinstance(error, MissingAuthorizationError | UnsupportedTokenTypeError):
+            # RFC 6750 §3.1: no bearer credentials sent → a bare challenge, no error code.
             challenge = f'Bearer realm="{self.settings["issuer"]}"'
             return self.handle_response(401, "", [("WWW-Authenticate", challenge)])
         response = super().handle_error_response(request, error)

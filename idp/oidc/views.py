@@ -21,7 +21,6 @@ def discovery():
         meta = current_app.extensions["idp_metadata"] = provider_metadata(current_app.config["IDP"])
     response = jsonify(meta)
     response.headers["Cache-Control"] = "public, max-age=3600"
-    response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
 
@@ -29,7 +28,6 @@ def discovery():
 def jwks():
     response = jsonify(oidc().keyring.public_jwks())
     response.headers["Cache-Control"] = "public, max-age=300"
-    response.headers["Access-Control-Allow-Origin"] = "*"
     return response
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 11:33:28.955864
+Create Date: 2026-11-28 11:46:59.709705
 
 """
 from alembic import op
@@ -180,6 +180,7 @@ def upgrade():
     sa.Column('refresh_token_hash', sa.String(length=64), nullable=True),
     sa.Column('token_type', sa.String(length=20), nullable=False),
     sa.Column('scope', sa.Text(), nullable=False),
+    sa.Column('grant_scope', sa.Text(), nullable=False),
     sa.Column('issued_at', sa.BigInteger(), nullable=False),
     sa.Column('expires_in', sa.BigInteger(), nullable=False),
     sa.Column('refresh_expires_at', sa.BigInteger(), nullable=True),
