@@ -256,3 +256,21 @@ def test_a_code_is_redeemed_once_under_a_race(login, smtp, app):
     for thread in threads:
         thread.join()
     assert results.count(True) == 1
+
+
+def test_any_password_change_voids_the_remembered_browser(login, smtp, app):
+    from idp.users import find_by_username, set_password
+
+    login.submit_code(_to_otp(login), code_in(smtp.last_text()), remember=True)
+    with app.app_context():
+        set_password(find_by_username("bruno"), "Operator-Set-Pass-77")
+    url = login.authorize(prompt="login").location
+    response = login.submit_password(url, "bruno", "Operator-Set-Pass-77")
+    assert "/login/otp" in response.location
+
+
+def test_id_token_carries_only_the_requested_user_claims(login, smtp, rp):
+    claims = json.dumps({"id_token": {"email": None, "acr": None}})
+    query = login.login_through(username="alice", claims=claims)
+    id_claims, _ = _claims(login, query, rp)
+    assert id_claims["email"] == "alice@exemple.fr" and "name" not in id_claims

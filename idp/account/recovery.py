@@ -71,7 +71,7 @@ def issue_token(user: User) -> str:
         PasswordResetToken(
             token_hash=sha256_hex(token),
             user_id=user.id,
-            password_changed_at=user.password_changed_at,
+            credential_tag=user.credential_tag,
             expires_at=clock.now() + hours * 3600,
         )
     )
@@ -104,7 +104,7 @@ def check_token(token: str) -> PasswordResetToken:
         or row.used
         or row.expires_at <= clock.now()
         or row.user.disabled
-        or row.password_changed_at != row.user.password_changed_at
+        or row.credential_tag != row.user.credential_tag
     ):
         raise ResetLinkInvalid()
     return row

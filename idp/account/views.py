@@ -6,11 +6,11 @@ factor needs a session that has it (else: step-up, code only).
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from ..auth import flow, sessions, transaction
-from ..oidc.acr import role_requires_mfa
+from ..oidc.acr import session_lacks_mfa
 from . import profile, recovery
 from .forms import ChangePasswordForm, ForgotForm, ProfileForm, ResetPasswordForm
 from .passwords import PasswordRefused, change_password, renew_password
@@ -24,10 +24,7 @@ def _signed_in():
     sso = sessions.current()
     if sso is None:
         return None, redirect(url_for("auth.login"))
-    conf = current_app.config["IDP"]
-    if role_requires_mfa(sso.user.roles, conf["mfa"]["required_roles"]) and (
-        sso.acr != conf["acr"]["mfa"]
-    ):
+    if session_lacks_mfa(sso):
         return None, flow.step_up(sso, None)
     return sso, None
 

@@ -14,7 +14,7 @@ from flask_babel import gettext as _
 from ..delivery import DeliveryError
 from ..models import LoginTransaction, SsoSession, User
 from ..oidc import authorize
-from ..oidc.acr import role_requires_mfa
+from ..oidc.acr import user_requires_mfa
 from . import otp, remember, sessions, transaction
 
 AMR_BY_CHANNEL = {"email": ["pwd", "otp", "mfa"], "sms": ["pwd", "sms", "otp", "mfa"]}
@@ -32,8 +32,7 @@ def _levels() -> dict:
 
 
 def needs_second_factor(user: User, tx: LoginTransaction) -> bool:
-    roles = current_app.config["IDP"]["mfa"]["required_roles"]
-    return tx.require_mfa or tx.step_up or role_requires_mfa(user.roles, roles)
+    return tx.require_mfa or tx.step_up or user_requires_mfa(user)
 
 
 def step_url(tx_id: str, step: str) -> str:

@@ -36,6 +36,7 @@ def is_remembered(user: User) -> bool:
             RememberedBrowser.browser_hash == browser,
             RememberedBrowser.user_id == user.id,
             RememberedBrowser.expires_at > clock.now(),
+            RememberedBrowser.credential_tag == user.credential_tag,
         )
     ).first()
     return row is not None
@@ -54,7 +55,10 @@ def remember(user: User) -> None:
     browser = _browser_hash(fresh=True)
     db.session.add(
         RememberedBrowser(
-            browser_hash=browser, user_id=user.id, expires_at=clock.now() + hours * 3600
+            browser_hash=browser,
+            user_id=user.id,
+            credential_tag=user.credential_tag,
+            expires_at=clock.now() + hours * 3600,
         )
     )
     audit.record("browser.remembered", user_id=user.id, commit=False, hours=hours)

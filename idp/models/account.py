@@ -11,7 +11,7 @@ from .users import User
 
 
 class PasswordResetToken(db.Model):
-    """A reset link. ``password_changed_at`` ties it to the credential it replaces:
+    """A reset link. ``credential_tag`` ties it to the credential it replaces:
     any password change since makes it useless, as does a newer request."""
 
     __tablename__ = "password_reset_tokens"
@@ -19,7 +19,7 @@ class PasswordResetToken(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    password_changed_at: Mapped[int] = mapped_column(BigInteger)
+    credential_tag: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     used: Mapped[bool] = mapped_column(default=False)

@@ -40,5 +40,7 @@ class RememberedBrowser(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     browser_hash: Mapped[str] = mapped_column(String(64), index=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The credential it was earned with: any password change makes the record useless.
+    credential_tag: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger)

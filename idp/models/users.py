@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 
 from sqlalchemy import JSON, BigInteger, String
@@ -35,6 +36,12 @@ class User(db.Model):
     disabled: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=clock.now, onupdate=clock.now)
+
+    @property
+    def credential_tag(self) -> str:
+        """Changes with every password change (the hash has a fresh salt), unlike a
+        timestamp in seconds: what reset links and remembered browsers are tied to."""
+        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:32]
 
     def get_user_id(self) -> int:
         """Authlib's hook for the resource owner's id."""

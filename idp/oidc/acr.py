@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from authlib.oauth2 import OAuth2Error
+from flask import current_app
 
 from ..models import Client
 
@@ -64,6 +65,12 @@ def _claim_values(spec: object) -> list[str]:
     return [v for v in values if isinstance(v, str)]
 
 
-def role_requires_mfa(roles: list[str], required_roles: list[str]) -> bool:
+def user_requires_mfa(user) -> bool:
     """M1: some rights (administrators, patient data) always need the second factor."""
-    return bool(set(roles) & set(required_roles))
+    required = current_app.config["IDP"]["mfa"]["required_roles"]
+    return bool(set(user.roles) & set(required))
+
+
+def session_lacks_mfa(sso) -> bool:
+    """The session's user needs the second factor and this session has not had it."""
+    return user_requires_mfa(sso.user) and sso.acr != current_app.config["IDP"]["acr"]["mfa"]

@@ -18,7 +18,7 @@ from flask import current_app, render_template
 
 from .. import clock
 from ..models import SsoSession
-from .acr import demand, role_requires_mfa
+from .acr import demand, session_lacks_mfa
 from .claims import parse_claims_request
 from .grants import GrantUser
 from .server import oidc
@@ -88,10 +88,7 @@ def decide(
     )
     if must_login:
         return Decision("error", LoginRequiredError) if silent else Decision("login")
-    roles_need_mfa = role_requires_mfa(
-        sso.user.roles, current_app.config["IDP"]["mfa"]["required_roles"]
-    )
-    if (needs_mfa or roles_need_mfa) and sso.acr != mfa_acr:
+    if (needs_mfa and sso.acr != mfa_acr) or session_lacks_mfa(sso):
         return Decision("error", InteractionRequiredError) if silent else Decision("step_up")
     return Decision("issue")
 

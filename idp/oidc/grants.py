@@ -18,7 +18,7 @@ from authlib.oauth2.rfc6749 import (
 )
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
-from flask import current_app, g
+from flask import current_app
 from sqlalchemy import select, update
 
 from .. import audit, clock
@@ -207,16 +207,12 @@ class OpenIDCodeExtension(OpenIDCode):
         }
 
     def get_authorization_code_claims(self, authorization_code: AuthorizationCode) -> dict:
+        """acr, amr, auth_time, nonce, sid, and the user claims ``claims.id_token`` asked for."""
         claims = super().get_authorization_code_claims(authorization_code)
         if authorization_code.sid:
             claims["sid"] = authorization_code.sid
+        claims.update(id_token_claims(authorization_code.user, authorization_code.claims_request))
         return claims
-
-    def encode_id_token(self, token, request):
-        # The extension is shared by all requests: per-request data goes in ``g``.
-        code = request.authorization_code
-        g.id_token_claims_request = code.claims_request if code is not None else None
-        return super().encode_id_token(token, request)
 
     def exists_nonce(self, nonce: str, request) -> bool:
         """Never a replay here: the RP checks ``nonce`` against the ID token (Core §3.1.3.7).
@@ -226,5 +222,6 @@ class OpenIDCodeExtension(OpenIDCode):
         """
         return False
 
-    def generate_user_info(self, user: User, scope: str):
-        return id_token_claims(user, g.get("id_token_claims_request"))
+    def generate_user_info(self, user: User, scope: str) -> dict:
+        """Only ``sub``: profile data goes to /userinfo (data minimisation)."""
+        return {"sub": user.subject}

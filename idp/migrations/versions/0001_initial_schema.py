@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 11:46:59.709705
+Create Date: 2026-11-28 11:50:52.223102
 
 """
 from alembic import op
@@ -127,7 +127,7 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
-    sa.Column('password_changed_at', sa.BigInteger(), nullable=False),
+    sa.Column('credential_tag', sa.String(length=32), nullable=False),
     sa.Column('created_at', sa.BigInteger(), nullable=False),
     sa.Column('expires_at', sa.BigInteger(), nullable=False),
     sa.Column('used', sa.Boolean(), nullable=False),
@@ -142,6 +142,7 @@ def upgrade():
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('browser_hash', sa.String(length=64), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('credential_tag', sa.String(length=32), nullable=False),
     sa.Column('created_at', sa.BigInteger(), nullable=False),
     sa.Column('expires_at', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_remembered_browsers_user_id_users'), ondelete='CASCADE'),
