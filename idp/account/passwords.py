@@ -77,6 +77,7 @@ def change_password(
     if errors := new_password_errors(user, new, confirm):
         raise PasswordRefused(errors)
     store_new_password(user, new)
+    remember.keep_current(user)  # other browsers' remembered factor died with the old password
     ended = 0
     if logout_others:
         ended = sessions.end_all_of(user, "password_changed", keep=keep)

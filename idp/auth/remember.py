@@ -8,7 +8,7 @@ deleted, so the code is asked again (M7).
 from __future__ import annotations
 
 from flask import current_app, g, request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from .. import audit, clock
 from ..cookies import cookie_name
@@ -80,6 +80,20 @@ def forget_others(user: User) -> None:
         db.session.delete(row)
     if others:
         db.session.commit()
+
+
+def keep_current(user: User) -> None:
+    """After a password change made here, this browser keeps its remembered factor
+    (it just proved both); every other browser's record stays void."""
+    browser = _browser_hash()
+    if browser is None:
+        return
+    db.session.execute(
+        update(RememberedBrowser)
+        .where(RememberedBrowser.browser_hash == browser, RememberedBrowser.user_id == user.id)
+        .values(credential_tag=user.credential_tag)
+    )
+    db.session.commit()
 
 
 def forget_user(user: User, *, keep_current: bool = False) -> None:
