@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, has_request_context, jsonify, render_template, request
+from flask import Flask, current_app, has_request_context, jsonify, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
@@ -81,6 +81,7 @@ def _template_globals() -> dict:
         "current_locale": lambda: str(get_locale()),
         "format_datetime": _format_epoch,
         "otp_minutes": otp_minutes,
+        "settings": current_app.config["IDP"],
     }
 
 

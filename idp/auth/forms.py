@@ -52,4 +52,4 @@ class CodeForm(FlaskForm):
             "maxlength": "7",
         },
     )
-    remember = BooleanField(_l("Remember this browser for 24 hours"))
+    remember = BooleanField()  # labelled in the template, with the configured hours

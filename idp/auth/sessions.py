@@ -87,7 +87,7 @@ def end(row: SsoSession, reason: str) -> None:
     db.session.commit()
 
 
-def end_current(reason: str, client=None) -> None:
+def end_current(reason: str) -> None:
     row = current()
     if row is not None:
         end(row, reason)

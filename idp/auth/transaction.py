@@ -13,7 +13,7 @@ from .. import clock
 from ..crypto import random_token, sha256_hex
 from ..models import LoginTransaction, db
 
-STEPS = ("password", "channel", "otp", "renew", "done")
+STEPS = ("password", "channel", "otp", "renew")
 
 
 def _browser_key() -> str:
@@ -27,7 +27,6 @@ def begin(
     login_hint: str = "",
     *,
     require_mfa: bool = False,
-    step: str = "password",
     **fields,
 ) -> str:
     """Open a fresh transaction and return its id for the URL."""
@@ -40,7 +39,7 @@ def begin(
             browser_hash=_browser_key(),
             request_args=request_args,
             login_hint=login_hint[:254],
-            step=step,
+            step="password",
             require_mfa=require_mfa,
             created_at=now,
             expires_at=now + current_app.config["IDP"]["session"]["login_minutes"] * 60,

@@ -59,6 +59,6 @@ class LoginTransaction(db.Model):
     require_mfa: Mapped[bool] = mapped_column(default=False)
     step_up: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
-    expires_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # purged on each begin
 
     user: Mapped[User | None] = relationship()

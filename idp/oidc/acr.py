@@ -24,7 +24,6 @@ class UnmetAuthenticationRequirements(OAuth2Error):
 @dataclass(frozen=True)
 class AcrDemand:
     needs_mfa: bool
-    essential: bool = False
 
 
 def _from_values(values: list[str], levels: Mapping[str, str]) -> bool:
@@ -48,7 +47,7 @@ def demand(
                 raise UnmetAuthenticationRequirements(
                     "None of the essential acr values is offered."
                 )
-            return AcrDemand(_from_values(known, levels), essential=True)
+            return AcrDemand(_from_values(known, levels))
         return AcrDemand(_from_values(wanted, levels))
     if requested := (params.get("acr_values") or "").split():
         return AcrDemand(_from_values(requested, levels))

@@ -130,7 +130,7 @@ class UserInfo(UserInfoEndpoint):
 
 
 class EndSession(EndSessionEndpoint):
-    """Validates ``id_token_hint`` against our JWKS; the view ends the SSO session."""
+    """Validates ``id_token_hint`` against our JWKS; ``end_session`` ends the SSO session."""
 
     def get_server_jwks(self):
         return self.server.keyring.verification_keys()
@@ -145,4 +145,4 @@ class EndSession(EndSessionEndpoint):
     def end_session(self, end_session_request) -> None:
         from ..auth import sessions
 
-        sessions.end_current(reason="rp_logout", client=end_session_request.client)
+        sessions.end_current(reason="rp_logout")

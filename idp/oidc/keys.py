@@ -3,7 +3,7 @@
 Layout: ``<kid>.pem`` (mode 0600) per key and ``keys.json`` naming the active
 key per algorithm and when each retired key was retired. Keys are loaded once
 and reloaded only when ``keys.json`` changes (``idp keys rotate`` from another
-process), so signing never reads the disk on the hot path.
+process): the hot path costs one ``stat`` of ``keys.json``, never a key parse.
 """
 
 from __future__ import annotations
@@ -97,13 +97,9 @@ class KeyRing:
             self._public_jwks = None
             self._mtime = mtime
 
-    def refresh(self) -> None:
-        """Pick up a rotation made by another process (a ``stat`` call)."""
-        self.reload()
-
     # -- use ---------------------------------------------------------------
     def signing_key(self, algorithm: str) -> tuple[str, RSAKey | ECKey]:
-        self.refresh()
+        self.reload()
         try:
             kid = self.active[algorithm]
         except KeyError:
@@ -112,7 +108,7 @@ class KeyRing:
 
     def public_jwks(self) -> dict:
         """JWKS of active and retired keys, public members only; cached."""
-        self.refresh()
+        self.reload()
         if self._public_jwks is None:
             algorithm_of = {kid: alg for alg, kid in self.active.items()}
             entries = []

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-28 11:50:52.223102
+Create Date: 2026-11-28 11:54:59.431727
 
 """
 from alembic import op
@@ -122,6 +122,7 @@ def upgrade():
     )
     with op.batch_alter_table('login_transactions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_login_transactions_browser_hash'), ['browser_hash'], unique=False)
+        batch_op.create_index(batch_op.f('ix_login_transactions_expires_at'), ['expires_at'], unique=False)
 
     op.create_table('password_reset_tokens',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -247,6 +248,7 @@ def downgrade():
 
     op.drop_table('password_reset_tokens')
     with op.batch_alter_table('login_transactions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_login_transactions_expires_at'))
         batch_op.drop_index(batch_op.f('ix_login_transactions_browser_hash'))
 
     op.drop_table('login_transactions')
