@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, current_app, g, request, session
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm import joinedload
 
 from .. import audit, clock
 from ..cookies import cookie_name
@@ -27,7 +28,9 @@ def current() -> SsoSession | None:
     value = request.cookies.get(cookie_name(COOKIE))
     if value:
         row = db.session.scalars(
-            select(SsoSession).where(SsoSession.cookie_hash == sha256_hex(value))
+            select(SsoSession)
+            .options(joinedload(SsoSession.user))
+            .where(SsoSession.cookie_hash == sha256_hex(value))
         ).first()
         now = clock.now()
         if row and row.expires_at > now and not row.user.disabled:

@@ -19,7 +19,7 @@ class Base(DeclarativeBase):
     )
 
 
-db = SQLAlchemy(model_class=Base)
+db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 from .account import PasswordResetToken  # noqa: E402
 from .audit import AuditEvent, Throttle  # noqa: E402

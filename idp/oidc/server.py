@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
@@ -155,7 +156,9 @@ class _Issuer(IssuerParameter):
 class _BearerValidator(BearerTokenValidator):
     def authenticate_token(self, token_string: str) -> Token | None:
         return db.session.scalars(
-            select(Token).where(Token.access_token_hash == sha256_hex(token_string))
+            select(Token)
+            .options(joinedload(Token.user), joinedload(Token.client))
+            .where(Token.access_token_hash == sha256_hex(token_string))
         ).first()
 
     def validate_token(self, token, scopes, request):
