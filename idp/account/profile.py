@@ -55,7 +55,7 @@ _SYSTEMS = [
 
 
 def describe_agent(user_agent: str) -> str:
-    """ "Firefox on Windows" from a User-Agent; crude on purpose, never trusted."""
+    """A label like "Firefox / Windows" from a User-Agent; crude on purpose, never trusted."""
     browser = next((name for key, name in _BROWSERS if re.search(key, user_agent)), "")
     system = next((name for key, name in _SYSTEMS if key in user_agent), "")
     if browser and system:

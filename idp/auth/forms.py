@@ -9,7 +9,7 @@ from wtforms.validators import DataRequired, Length, Regexp
 
 
 def identifier_field() -> StringField:
-    """ "Identifiant / e-mail" (L2, R2): one field takes either."""
+    """The identifier field (L2, R2): the username or the e-mail address."""
     return StringField(
         _l("Identifier or e-mail address"),
         validators=[

@@ -143,7 +143,7 @@ def code():
 
 
 def _resend(tx, tx_id, user, challenge):
-    """"Renvoyer le code" on the last chosen channel (CSRFProtect checked the form)."""
+    """Resend the code ("Renvoyer le code") on the last chosen channel."""
     channel_name = tx.channel or (challenge.channel if challenge else "email")
     if flow.send_code_or_explain(tx, user, channel_name):
         flash(_("A new code was sent."), "info")

@@ -33,7 +33,7 @@ class OtpChallenge(db.Model):
 
 
 class RememberedBrowser(db.Model):
-    """ "Remember this browser for 24 h" (M6): the cookie's random id, hashed, per user."""
+    """A remembered second factor (M6): the cookie's random id, hashed, per user."""
 
     __tablename__ = "remembered_browsers"
 
