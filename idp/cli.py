@@ -113,6 +113,17 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     app.run(host=host, port=port, debug=False)
 
 
+@cli.command()
+@click.pass_context
+def purge(ctx: click.Context) -> None:
+    """Delete codes, tokens, sessions and throttles expired for more than a day."""
+    from .maintenance import purge_expired
+
+    with _app(ctx).app_context():
+        counts = purge_expired()
+    click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
+
+
 from . import cli_admin  # noqa: E402,F401  (registers user, client and keys groups)
 
 

@@ -160,3 +160,23 @@ def test_missing_config_file_is_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["--config", str(tmp_path / "none.toml"), "init"])
     assert result.exit_code == 1
     assert result.stderr.strip() == f"error: configuration file not found: {tmp_path}/none.toml"
+
+
+def test_purge_deletes_only_what_expired_more_than_a_day_ago(app, idp, frozen_clock):
+    from idp.models import AuthorizationCode, SsoSession, Token, db
+    from tests.actions import LoginActions
+    from tests.factories import make_client, make_user
+
+    with app.app_context():
+        make_user()
+        _, secret = make_client()
+    login = LoginActions(app.test_client())
+    login.exchange(login.login_through()["code"], secret=secret)
+    assert idp("purge")[1].startswith("authorization_codes: 0, tokens: 0")
+    frozen_clock.advance(3 * 86400)  # past the refresh lifetime (1 day) and the SSO session
+    code, out, _ = idp("purge")
+    assert code == 0 and "authorization_codes: 1, tokens: 1, sso_sessions: 1" in out
+    with app.app_context():
+        assert db.session.scalars(db.select(Token)).all() == []
+        assert db.session.scalars(db.select(AuthorizationCode)).all() == []
+        assert db.session.scalars(db.select(SsoSession)).all() == []
