@@ -7,11 +7,19 @@ failures use different keys, so one never spends the other's budget.
 
 from __future__ import annotations
 
+from flask import current_app
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 
 from . import clock
+from .crypto import keyed_hash
 from .models import Throttle, db
+
+
+def address_key(prefix: str, ip: str | None) -> str:
+    """Counter key for a client address: a keyed hash, never the address itself."""
+    secret = current_app.config["SECRET_KEY"]
+    return f"{prefix}:{keyed_hash(secret, 'throttle-ip', ip or '-')[:40]}"
 
 
 def is_blocked(key: str) -> bool:

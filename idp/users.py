@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import delete, func, or_, select
 
 from . import clock
 from .models import User, db
@@ -77,8 +77,12 @@ def create_user(
 
 
 def set_password(user: User, password: str) -> None:
+    """Replace the credential; reset links and remembered browsers tied to it die with it."""
+    from .models import PasswordResetToken
+
     user.password_hash = hash_password(password)
     user.password_changed_at = clock.now()
+    db.session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
     db.session.commit()
 
 

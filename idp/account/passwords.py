@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import delete
 
 from .. import audit, clock, throttle
 from ..auth import remember, sessions
 from ..auth.password import throttle_keys
 from ..delivery import DeliveryError
 from ..delivery.messages import send_password_changed
-from ..models import PasswordResetToken, SsoSession, User, db
-from ..passwords import hash_password, verify_password
+from ..models import SsoSession, User
+from ..passwords import verify_password
+from ..users import set_password
 from .policy import policy_errors
 
 
@@ -37,14 +37,6 @@ def new_password_errors(user: User, new: str, confirm: str) -> dict[str, list[st
     if new != confirm:
         errors["confirm"] = [_("The two passwords are different.")]
     return errors
-
-
-def store_new_password(user: User, new: str) -> None:
-    """Replace the credential: every reset link and remembered browser tied to it dies."""
-    user.password_hash = hash_password(new)
-    user.password_changed_at = clock.now()
-    db.session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
-    db.session.commit()
 
 
 def notify_change(user: User) -> None:
@@ -76,7 +68,7 @@ def change_password(
         raise PasswordRefused({"current": [_("Your current password is incorrect.")]})
     if errors := new_password_errors(user, new, confirm):
         raise PasswordRefused(errors)
-    store_new_password(user, new)
+    set_password(user, new)
     remember.keep_current(user)  # other browsers' remembered factor died with the old password
     ended = 0
     if logout_others:
@@ -91,7 +83,7 @@ def renew_password(user: User, new: str, confirm: str) -> None:
     """P6: an expired password replaced right after the sign-in (just verified)."""
     if errors := new_password_errors(user, new, confirm):
         raise PasswordRefused(errors)
-    store_new_password(user, new)
+    set_password(user, new)
     audit.record("password.changed", user_id=user.id, reason="expired")
     notify_change(user)
 

@@ -15,12 +15,12 @@ from sqlalchemy import delete, select
 
 from .. import audit, clock, throttle
 from ..auth import remember, sessions
-from ..crypto import keyed_hash, random_token, sha256_hex
+from ..crypto import random_token, sha256_hex
 from ..delivery import DeliveryError
 from ..delivery.messages import send_reset_link
 from ..models import PasswordResetToken, User, db, use_once
-from ..users import find_by_identifier
-from .passwords import PasswordRefused, new_password_errors, notify_change, store_new_password
+from ..users import find_by_identifier, set_password
+from .passwords import PasswordRefused, new_password_errors, notify_change
 
 log = logging.getLogger("idp.account")
 PER_ACCOUNT = (3, 3600)  # reset e-mails per account per hour
@@ -33,8 +33,7 @@ class ResetLinkInvalid(Exception):
 
 def request_reset(identifier: str, ip: str | None) -> None:
     """Answer at once; the account look-up and the e-mail happen in the background."""
-    secret = current_app.config["SECRET_KEY"]
-    address_key = "reset-ip:" + keyed_hash(secret, "throttle-ip", ip or "-")[:40]
+    address_key = throttle.address_key("reset-ip", ip)
     if throttle.is_blocked(address_key):
         audit.record("password.reset_throttled")
         return
@@ -118,7 +117,7 @@ def complete_reset(token: str, new: str, confirm: str) -> User:
         raise PasswordRefused(errors)
     if not use_once(PasswordResetToken, row.id):
         raise ResetLinkInvalid()
-    store_new_password(user, new)
+    set_password(user, new)
     sessions.end_all_of(user, "password_reset")
     remember.forget_user(user)
     audit.record("password.reset", user_id=user.id)

@@ -25,8 +25,7 @@ def throttle_keys(identifier: str, ip: str | None) -> tuple[str, str]:
     """Failure counters for a typed identifier and a client address."""
     secret = current_app.config["SECRET_KEY"]
     ident = keyed_hash(secret, "throttle-login", normalize_email(identifier))[:40]
-    addr = keyed_hash(secret, "throttle-ip", ip or "-")[:40]
-    return f"pwd:{ident}", f"pwd-ip:{addr}"
+    return f"pwd:{ident}", throttle.address_key("pwd-ip", ip)
 
 
 def check_credentials(identifier: str, password: str, ip: str | None) -> User:
