@@ -4,6 +4,11 @@ Steps: ``password`` → (``channel`` →) ``otp`` → (``renew``) → done. The
 second factor runs when the user's roles or the request demand it (M1) and
 this browser is not remembered for the user (M6); ``renew`` when the password
 is older than ``max_age_days`` (P6). The user is signed in at the last step.
+
+Every move is a compare-and-set on the transaction (``transaction.advance``,
+``transaction.finish``): of two racing requests one moves on, the other is
+sent to wherever the winner left the login. The password step binds the user
+once; nothing afterwards can change it (SECURITY.md, "The second factor").
 """
 
 from __future__ import annotations
@@ -32,29 +37,44 @@ def _levels() -> dict:
 
 
 def needs_second_factor(user: User, tx: LoginTransaction) -> bool:
-    return tx.require_mfa or tx.step_up or user_requires_mfa(user)
+    return tx.require_mfa or tx.step_up or tx.fresh_code or user_requires_mfa(user)
+
+
+def remembered(user: User, tx: LoginTransaction) -> bool:
+    """A remembered browser stands in for the code, unless the RP asked for a fresh one."""
+    return not tx.fresh_code and remember.is_remembered(user)
 
 
 def step_url(tx_id: str, step: str) -> str:
     return url_for(_ENDPOINTS[step], tx=tx_id)
 
 
+def lost_race(tx_id: str):
+    """Another request of this login moved it on first: show where it is now."""
+    return redirect(url_for("auth.login", tx=tx_id), code=303)
+
+
+def _factor_step(user: User) -> str:
+    return "channel" if user.backup_phone else "otp"
+
+
 def after_password(tx: LoginTransaction, tx_id: str, user: User, auth_time: int):
-    """The password was right: finish, or go on to the second factor."""
-    transaction.advance(tx, tx.step, user_id=user.id, auth_time=auth_time, amr=["pwd"])
+    """The password was right: bind the user to this login (once), finish or ask the code."""
     if not needs_second_factor(user, tx):
-        return complete(tx, tx_id, user, amr=["pwd"])
-    return second_factor(tx, tx_id, user)
+        return complete(tx, tx_id, user, amr=["pwd"], auth_time=auth_time)
+    if remembered(user, tx):
+        return complete(tx, tx_id, user, amr=AMR_REMEMBERED, auth_time=auth_time)
+    step = _factor_step(user)
+    if not transaction.advance(tx, step, user_id=user.id, auth_time=auth_time, amr=["pwd"]):
+        return lost_race(tx_id)
+    return _factor_page(tx, tx_id, user)
 
 
-def second_factor(tx: LoginTransaction, tx_id: str, user: User):
-    """Skip the code on a remembered browser; else choose a channel, or e-mail at once."""
-    if remember.is_remembered(user):
-        return complete(tx, tx_id, user, amr=AMR_REMEMBERED)
-    if user.backup_phone:
-        transaction.advance(tx, "channel")
-        return redirect(step_url(tx_id, "channel"))
-    return send_first_code(tx, tx_id, user, "email")
+def _factor_page(tx: LoginTransaction, tx_id: str, user: User):
+    """The channel choice, or (no backup phone) an e-mailed code sent at once."""
+    if tx.step == "otp":
+        send_code_or_explain(tx, user, tx.channel or "email")
+    return redirect(step_url(tx_id, tx.step))
 
 
 def send_code_or_explain(tx: LoginTransaction, user: User, channel: str) -> bool:
@@ -70,52 +90,81 @@ def send_code_or_explain(tx: LoginTransaction, user: User, channel: str) -> bool
         )
     except otp.ResendLimit:
         flash(_("Too many codes were sent for this sign-in. Start again."), "error")
+    except otp.OtpError:
+        flash(_("This code has expired or was already used. Ask for a new code."), "error")
     else:
         return True
     return False
 
 
 def send_first_code(tx: LoginTransaction, tx_id: str, user: User, channel: str):
-    """Send a code and show the code page (with the reason, if it could not be sent)."""
-    transaction.advance(tx, tx.step, channel=channel)  # a resend retries this channel
+    """The channel was chosen: move to the code step (once) and send the code there."""
+    if not transaction.advance(tx, "otp", channel=channel):  # a resend retries this channel
+        return lost_race(tx_id)
     send_code_or_explain(tx, user, channel)
-    transaction.advance(tx, "otp")
     return redirect(step_url(tx_id, "otp"))
 
 
 def after_code(tx: LoginTransaction, tx_id: str, user: User, channel: str, keep_browser: bool):
-    if keep_browser:
-        remember.remember(user)
-    return complete(tx, tx_id, user, amr=AMR_BY_CHANNEL[channel])
+    return complete(tx, tx_id, user, amr=AMR_BY_CHANNEL[channel], remember_browser=keep_browser)
 
 
-def step_up(sso: SsoSession, args: dict | None):
-    """A password session meets a request (or a console page) that needs the second factor."""
+def step_up(sso: SsoSession, args: dict | None, *, fresh_code: bool = False):
+    """A password session meets a request (or a console page) that needs the second factor.
+
+    The transaction starts at the factor step, already bound to the session's
+    user: there is no password step to race.
+    """
+    user = sso.user
     tx_id = transaction.begin(
-        args, step_up=True, user_id=sso.user_id, auth_time=sso.auth_time, amr=list(sso.amr)
+        args,
+        step=_factor_step(user),
+        step_up=True,
+        fresh_code=fresh_code,
+        user_id=sso.user_id,
+        auth_time=sso.auth_time,
+        amr=list(sso.amr),
     )
-    return second_factor(transaction.load(tx_id), tx_id, sso.user)
+    tx = transaction.load(tx_id)
+    if remembered(user, tx):
+        return complete(tx, tx_id, user, amr=AMR_REMEMBERED)
+    return _factor_page(tx, tx_id, user)
 
 
 def after_renewal(tx: LoginTransaction, tx_id: str, user: User):
     return complete(tx, tx_id, user, amr=list(tx.amr))
 
 
-def complete(tx: LoginTransaction, tx_id: str, user: User, *, amr: list[str]):
+def complete(
+    tx: LoginTransaction,
+    tx_id: str,
+    user: User,
+    *,
+    amr: list[str],
+    auth_time: int | None = None,
+    remember_browser: bool = False,
+):
     """Sign the browser in, close the transaction, go back where the flow started.
 
     ``auth_time`` is the time of this session's password step (M5); a step-up
-    keeps it. The session id is rotated either way.
+    keeps it. Closing the transaction is the compare-and-set that lets exactly
+    one request sign in. Other users' remembered factor on this browser ends
+    *before* this one is remembered under a fresh browser id (M7).
     """
     from ..account.passwords import password_expired
 
+    bind = {"user_id": user.id, "auth_time": auth_time} if tx.user_id is None else {}
     if tx.step != "renew" and not tx.step_up and password_expired(user):
-        transaction.advance(tx, "renew", amr=list(amr))
+        if not transaction.advance(tx, "renew", amr=list(amr), **bind):
+            return lost_race(tx_id)
         return redirect(step_url(tx_id, "renew"))
-    acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
-    args, auth_time = tx.request_args, tx.auth_time
-    transaction.finish(tx)
+    args, auth_time = tx.request_args, tx.auth_time if auth_time is None else auth_time
+    if (tx.user_id not in (None, user.id)) or not transaction.finish(tx):
+        return lost_race(tx_id)
     remember.forget_others(user)
+    if remember_browser:
+        remember.remember(user)
+    acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
     sso = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr)
     if args is None:
         return redirect(url_for("account.home"))

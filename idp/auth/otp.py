@@ -10,7 +10,8 @@ from __future__ import annotations
 import secrets
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .. import audit, clock, throttle
 from ..crypto import keyed_hash, same
@@ -58,19 +59,30 @@ def _user_keys(user_id: int) -> tuple[str, str]:
     return f"otp-send:{user_id}", f"otp-fail:{user_id}"
 
 
-def _hash(tx: LoginTransaction, code: str) -> str:
-    return keyed_hash(current_app.config["SECRET_KEY"], "otp", f"{tx.id}:{code}")
+def _hash(tx: LoginTransaction, user_id: int, code: str) -> str:
+    """Keyed on the login and its user: a code can only ever prove that user in that login."""
+    return keyed_hash(current_app.config["SECRET_KEY"], "otp", f"{tx.id}:{user_id}:{code}")
 
 
 def current_challenge(tx: LoginTransaction) -> OtpChallenge | None:
+    """The code of this login *for its user*: a challenge of anyone else is never seen."""
+    if tx.user_id is None:
+        return None
     return db.session.scalars(
-        select(OtpChallenge).where(OtpChallenge.transaction_id == tx.id)
+        select(OtpChallenge).where(
+            OtpChallenge.transaction_id == tx.id, OtpChallenge.user_id == tx.user_id
+        )
     ).first()
 
 
 def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
-    """Send a new code (the previous one dies); ``DeliveryError`` leaves no trace."""
-    conf = current_app.config["IDP"]["mfa"]
+    """Send a new code (the previous one dies); ``DeliveryError`` leaves the previous state.
+
+    The send is reserved first by a conditional write (cooldown and budget in its
+    ``WHERE``), so a double click or two tabs send one code, never two.
+    """
+    if user.id != tx.user_id:
+        raise OtpExpired()  # never send a code for a user the login is not bound to
     now = clock.now()
     row = current_challenge(tx)
     if row is not None:
@@ -82,23 +94,92 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
     if throttle.is_blocked(send_key) or throttle.is_blocked(fail_key):
         audit.record("otp.throttled", user_id=user.id)
         raise ResendLimit()
+    previous_sent_at = row.sent_at if row is not None else None
+    reserved = _reserve(tx, row, now)
     code = f"{secrets.randbelow(10**6):06d}"
     try:
         send_otp(user, channel, code)
     except DeliveryError:
-        db.session.rollback()
+        _release(reserved, previous_sent_at)
         audit.record("otp.delivery_failed", user_id=user.id, channel=channel)
         raise
-    if row is None:
-        row = OtpChallenge(transaction_id=tx.id, user_id=user.id, sends=0)
-        db.session.add(row)
-    row.channel, row.code_hash, row.sent_at = channel, _hash(tx, code), now
-    row.expires_at, row.attempts, row.used = now + conf["otp_ttl_seconds"], 0, False
-    row.sends += 1
+    ttl = current_app.config["IDP"]["mfa"]["otp_ttl_seconds"]
+    db.session.execute(
+        update(OtpChallenge)
+        .where(OtpChallenge.id == reserved.id, OtpChallenge.sent_at == now)
+        .values(
+            channel=channel,
+            code_hash=_hash(tx, user.id, code),
+            expires_at=now + ttl,
+            attempts=0,
+            used=False,
+        )
+        .execution_options(synchronize_session=False)
+    )
     audit.record("otp.sent", user_id=user.id, commit=False, channel=channel)
     db.session.commit()
     throttle.register_failure(send_key, USER_SENDS, USER_WINDOW)  # counts sends, not failures
+    db.session.refresh(reserved)
+    return reserved
+
+
+def _reserve(tx: LoginTransaction, row: OtpChallenge | None, now: int) -> OtpChallenge:
+    """Claim the right to send, once; ``ResendTooSoon`` for the request that lost a race.
+
+    Until the new code is written the old one stays valid (a reserved first row
+    holds no code and is already expired).
+    """
+    if row is None:
+        row = OtpChallenge(
+            transaction_id=tx.id,
+            user_id=tx.user_id,
+            channel="",
+            code_hash="",
+            sent_at=now,
+            expires_at=now,
+            sends=1,
+        )
+        db.session.add(row)
+        try:
+            db.session.commit()
+        except IntegrityError:  # another request of this login inserted it first
+            db.session.rollback()
+            raise ResendTooSoon(RESEND_COOLDOWN) from None
+        return row
+    claimed = db.session.execute(
+        update(OtpChallenge)
+        .where(
+            OtpChallenge.id == row.id,
+            OtpChallenge.sent_at <= now - RESEND_COOLDOWN,
+            OtpChallenge.sends < MAX_SENDS,
+        )
+        .values(sent_at=now, sends=OtpChallenge.sends + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if claimed.rowcount != 1:
+        raise ResendTooSoon(RESEND_COOLDOWN)
     return row
+
+
+def _release(row: OtpChallenge, previous_sent_at: int | None) -> None:
+    """Delivery failed: the user may retry at once (the attempt still counts in ``sends``)."""
+    db.session.rollback()
+    if previous_sent_at is None:
+        db.session.execute(
+            delete(OtpChallenge)
+            .where(OtpChallenge.id == row.id, OtpChallenge.code_hash == "")
+            .execution_options(synchronize_session=False)
+        )
+        db.session.expunge(row)
+    else:
+        db.session.execute(
+            update(OtpChallenge)
+            .where(OtpChallenge.id == row.id)
+            .values(sent_at=previous_sent_at)
+            .execution_options(synchronize_session=False)
+        )
+    db.session.commit()
 
 
 def verify_code(tx: LoginTransaction, code: str) -> str:
@@ -128,7 +209,7 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
     if slot.rowcount != 1:
         raise OtpLocked()
     db.session.refresh(row)
-    if not same(row.code_hash, _hash(tx, code.strip().replace(" ", ""))):
+    if not same(row.code_hash, _hash(tx, tx.user_id, code.strip().replace(" ", ""))):
         remaining = max_attempts - row.attempts
         audit.record("otp.failed", user_id=row.user_id, channel=row.channel, remaining=remaining)
         if throttle.register_failure(fail_key, max_attempts * USER_FAILURES_FACTOR, USER_WINDOW):

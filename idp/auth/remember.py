@@ -65,14 +65,25 @@ def remember(user: User) -> None:
     db.session.commit()
 
 
+def _ids_of_this_browser() -> list[str]:
+    """Hashes of every id this browser holds in this request: the one it came with
+    and, if this request issued a fresh one, that one too."""
+    values = {request.cookies.get(cookie_name(COOKIE)), g.get("browser_cookie")}
+    return [sha256_hex(value) for value in values if value]
+
+
 def forget_others(user: User) -> None:
-    """``user`` signed in here: other users' remembered second factor on this browser ends."""
-    browser = _browser_hash()
-    if browser is None:
+    """``user`` signed in here: other users' remembered second factor on this browser ends.
+
+    Keyed on the id the request came with, not only on a fresh one this request
+    may issue: an old cookie value copied elsewhere must not keep its power (M7).
+    """
+    browsers = _ids_of_this_browser()
+    if not browsers:
         return
     others = db.session.scalars(
         select(RememberedBrowser).where(
-            RememberedBrowser.browser_hash == browser, RememberedBrowser.user_id != user.id
+            RememberedBrowser.browser_hash.in_(browsers), RememberedBrowser.user_id != user.id
         )
     ).all()
     for row in others:

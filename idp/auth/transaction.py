@@ -7,7 +7,7 @@ Stored server-side and bound to the browser through a random key in the
 from __future__ import annotations
 
 from flask import current_app, session
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from .. import clock
 from ..crypto import random_token, sha256_hex
@@ -27,6 +27,7 @@ def begin(
     login_hint: str = "",
     *,
     require_mfa: bool = False,
+    step: str = "password",
     **fields,
 ) -> str:
     """Open a fresh transaction and return its id for the URL."""
@@ -39,7 +40,7 @@ def begin(
             browser_hash=_browser_key(),
             request_args=request_args,
             login_hint=login_hint[:254],
-            step="password",
+            step=step,
             require_mfa=require_mfa,
             created_at=now,
             expires_at=now + current_app.config["IDP"]["session"]["login_minutes"] * 60,
@@ -62,15 +63,51 @@ def load(tx_id: str | None) -> LoginTransaction | None:
     return row
 
 
-def advance(tx: LoginTransaction, step: str, **fields) -> None:
-    """Move to ``step`` (guarded by the views) and record what the step learnt."""
+def advance(tx: LoginTransaction, step: str, **fields) -> bool:
+    """Move from the step the request found to ``step``, once: a compare-and-set.
+
+    One conditional UPDATE (``WHERE step = <found> AND user_id = <found>``) in
+    one database transaction, so of two racing requests only one moves on. A
+    ``user_id`` in ``fields`` binds the user, which only a transaction with no
+    user yet accepts: a login never changes user (STYLE.md convention 6).
+    """
     assert step in STEPS, step
+    bound = fields.get("user_id", tx.user_id)
+    if tx.user_id is not None and bound != tx.user_id:
+        return False
+    moved = db.session.execute(
+        update(LoginTransaction)
+        .where(LoginTransaction.id == tx.id, *_as_found(tx))
+        .values(step=step, **fields)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if moved.rowcount != 1:
+        db.session.expire(tx)
+        return False
     tx.step = step
     for name, value in fields.items():
         setattr(tx, name, value)
-    db.session.commit()
+    return True
 
 
-def finish(tx: LoginTransaction) -> None:
-    db.session.delete(tx)
+def finish(tx: LoginTransaction) -> bool:
+    """Close the transaction as found; False if a racing request already moved or closed it."""
+    closed = db.session.execute(
+        delete(LoginTransaction)
+        .where(LoginTransaction.id == tx.id, *_as_found(tx))
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
+    db.session.expunge(tx)
+    return closed.rowcount == 1
+
+
+def _as_found(tx: LoginTransaction) -> tuple:
+    """The state this request read: the step, and the user (or none yet)."""
+    user = (
+        LoginTransaction.user_id.is_(None)
+        if tx.user_id is None
+        else LoginTransaction.user_id == tx.user_id
+    )
+    return LoginTransaction.step == tx.step, user

@@ -126,7 +126,7 @@ def code():
         else:
             return flow.after_code(tx, tx_id, user, channel_used, bool(form.remember.data))
         return redirect(flow.step_url(tx_id, "otp"), code=303)
-    channel_name = challenge.channel if challenge else (tx.channel or "email")
+    channel_name = (challenge.channel if challenge else "") or tx.channel or "email"
     destination = (
         otp.mask_phone(user.backup_phone) if channel_name == "sms" else otp.mask_email(user.email)
     )

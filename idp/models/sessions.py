@@ -58,6 +58,9 @@ class LoginTransaction(db.Model):
     channel: Mapped[str | None] = mapped_column(String(10), default=None)  # last chosen
     require_mfa: Mapped[bool] = mapped_column(default=False)
     step_up: Mapped[bool] = mapped_column(default=False)
+    # The RP wants a code typed in this login (max_age=0 with the 2FA acr, or an
+    # essential amr asking for ``otp``): a remembered browser does not stand in.
+    fresh_code: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # purged on each begin
 
