@@ -1,7 +1,13 @@
-"""What authentication level a request demands (OpenID Connect Core §3.1.2.1, §5.5.1.1).
+"""What authentication a request demands (OpenID Connect Core 1.0 §3.1.2.1, §5.5.1.1).
 
 Sources, in order: an ``acr`` claim in the ``claims`` parameter, the
-``acr_values`` parameter, the client's registered ``default_acr_values``.
+``acr_values`` parameter, the client's registered ``default_acr_values``; and
+an essential ``amr`` claim. An essential demand is met or refused
+(``unmet_authentication_requirements``), never lowered; a stronger level than
+asked for meets it. ``max_age=0`` with the second-factor level, or an
+essential ``amr`` naming ``otp``, asks for a code typed in this
+very login: a remembered browser does not stand in (README, "For relying
+parties").
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import current_app
 
 from ..models import Client
@@ -24,6 +31,7 @@ class UnmetAuthenticationRequirements(OAuth2Error):
 @dataclass(frozen=True)
 class AcrDemand:
     needs_mfa: bool
+    fresh_code: bool = False  # a code typed in this login, not a remembered browser
 
 
 def _from_values(values: list[str], levels: Mapping[str, str]) -> bool:
@@ -37,9 +45,19 @@ def demand(
     client: Client,
     levels: Mapping[str, str],
 ) -> AcrDemand:
-    """Raise ``UnmetAuthenticationRequirements`` for an essential acr we cannot give."""
-    acr_claim = ((claims_request or {}).get("id_token") or {}).get("acr")
-    wanted = _claim_values(acr_claim)
+    """Raise ``InvalidRequestError`` for a malformed acr/amr request and
+    ``UnmetAuthenticationRequirements`` for an essential one we cannot give."""
+    needs_mfa = _acr_needs_mfa(params, claims_request, client, levels)
+    amr_mfa, fresh_code = _amr_demand(claims_request)
+    max_age = params.get("max_age") or ""  # digits only: checked before (authorize.py)
+    if needs_mfa and max_age.isdigit() and int(max_age) == 0:
+        fresh_code = True  # "authenticate again, with the second factor, now"
+    return AcrDemand(needs_mfa=needs_mfa or amr_mfa, fresh_code=fresh_code)
+
+
+def _acr_needs_mfa(params, claims_request, client: Client, levels: Mapping[str, str]) -> bool:
+    acr_claim = claim_spec(claims_request, "acr")
+    wanted = _spec_values(acr_claim)
     if wanted:
         if acr_claim.get("essential") is True:
             known = [v for v in wanted if v in levels.values()]
@@ -47,21 +65,50 @@ def demand(
                 raise UnmetAuthenticationRequirements(
                     "None of the essential acr values is offered."
                 )
-            return AcrDemand(_from_values(known, levels))
-        return AcrDemand(_from_values(wanted, levels))
+            return _from_values(known, levels)
+        return _from_values(wanted, levels)
     if requested := (params.get("acr_values") or "").split():
-        return AcrDemand(_from_values(requested, levels))
-    return AcrDemand(_from_values(list(client.default_acr_values), levels))
+        return _from_values(requested, levels)
+    return _from_values(list(client.default_acr_values), levels)
 
 
-def _claim_values(spec: object) -> list[str]:
-    """``{"values": [...]}`` or ``{"value": "..."}`` of a claims request, strings only."""
-    if not isinstance(spec, dict):
+def _amr_demand(claims_request: dict | None) -> tuple[bool, bool]:
+    """An essential ``amr`` claim → (second factor, typed code); any listed value met is
+    enough ("one of", Core §5.5.1), and every login here has a password step. "sms"
+    alone cannot be promised (the user may choose the e-mail): it is refused."""
+    spec = claim_spec(claims_request, "amr")
+    wanted = set(_spec_values(spec))
+    if not wanted or spec.get("essential") is not True or "pwd" in wanted:
+        return False, False
+    if "mfa" in wanted:
+        return True, False
+    if "otp" in wanted:
+        return True, True
+    raise UnmetAuthenticationRequirements("None of the essential amr values is offered.")
+
+
+def claim_spec(claims_request: dict | None, name: str) -> dict | None:
+    """The ``claims.id_token`` request for ``name``, checked (Core §5.5.1); None if absent."""
+    spec = ((claims_request or {}).get("id_token") or {}).get(name)
+    if spec is None:
+        return None
+    if "essential" in spec and not isinstance(spec["essential"], bool):
+        raise InvalidRequestError(f"'claims': '{name}.essential' must be true or false.")
+    if "value" in spec and not isinstance(spec["value"], str):
+        raise InvalidRequestError(f"'claims': '{name}.value' must be a string.")
+    values = spec.get("values", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise InvalidRequestError(f"'claims': '{name}.values' must be an array of strings.")
+    return spec
+
+
+def _spec_values(spec: dict | None) -> list[str]:
+    if spec is None:
         return []
-    values = spec.get("values")
-    if not isinstance(values, list):
-        values = [spec.get("value")]
-    return [v for v in values if isinstance(v, str)]
+    values = list(spec.get("values", []))
+    if "value" in spec:
+        values.append(spec["value"])
+    return values
 
 
 def user_requires_mfa(user) -> bool:

@@ -18,7 +18,7 @@ from flask import current_app, render_template
 
 from .. import clock
 from ..models import SsoSession
-from .acr import demand, session_lacks_mfa
+from .acr import AcrDemand, demand, session_lacks_mfa
 from .claims import parse_claims_request
 from .grants import GrantUser
 from .server import oidc
@@ -70,12 +70,13 @@ def check_parameters(params: Mapping[str, str]) -> None:
 
 
 def decide(
-    params: Mapping[str, str], sso: SsoSession | None, now: int, *, needs_mfa: bool, mfa_acr: str
+    params: Mapping[str, str], sso: SsoSession | None, now: int, *, acr: AcrDemand, mfa_acr: str
 ) -> Decision:
     """Can the SSO session answer this request, or must the user sign in or step up?
 
-    ``needs_mfa`` is the request's demand; a session user whose roles require
-    the second factor is checked here too (M1).
+    ``acr`` is the request's demand; a session user whose roles require the
+    second factor is checked here too (M1). A demand for a typed code is met by
+    a session whose ``amr`` has ``otp``, not by a remembered browser.
     """
     prompts = prompts_of(params)
     silent = "none" in prompts
@@ -88,7 +89,8 @@ def decide(
     )
     if must_login:
         return Decision("error", LoginRequiredError) if silent else Decision("login")
-    if (needs_mfa and sso.acr != mfa_acr) or session_lacks_mfa(sso):
+    lacks_code = acr.fresh_code and "otp" not in sso.amr
+    if (acr.needs_mfa and sso.acr != mfa_acr) or lacks_code or session_lacks_mfa(sso):
         return Decision("error", InteractionRequiredError) if silent else Decision("step_up")
     return Decision("issue")
 
@@ -136,7 +138,7 @@ def issue(request: OAuth2Request, grant, sso: SsoSession):
 
 
 def start(request: OAuth2Request, sso: SsoSession | None, handoff):
-    """Entry point of ``/authorize``; ``handoff(action, args, hint, needs_mfa)`` starts a login."""
+    """Entry point of ``/authorize``; ``handoff(action, args, hint, acr)`` starts a login."""
     grant, failure = validate(request)
     if failure is not None:
         return failure
@@ -147,15 +149,13 @@ def start(request: OAuth2Request, sso: SsoSession | None, handoff):
     except OAuth2Error as error:
         error.redirect_uri = request.validated_redirect_uri
         return _error_response(request, error)
-    decision = decide(params, sso, clock.now(), needs_mfa=acr.needs_mfa, mfa_acr=levels["mfa"])
+    decision = decide(params, sso, clock.now(), acr=acr, mfa_acr=levels["mfa"])
     if decision.action == "issue":
         return issue(request, grant, sso)
     if decision.action == "error":
         error = decision.error(redirect_uri=request.validated_redirect_uri)
         return _error_response(request, error)
-    return handoff(
-        decision.action, _stored_args(params), params.get("login_hint") or "", acr.needs_mfa
-    )
+    return handoff(decision.action, _stored_args(params), params.get("login_hint") or "", acr)
 
 
 def _stored_args(params: Mapping[str, str]) -> dict[str, str]:

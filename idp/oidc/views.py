@@ -8,6 +8,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 from ..auth import flow, sessions, transaction
 from ..extensions import csrf
 from . import authorize as authz
+from .acr import AcrDemand
 from .discovery import provider_metadata
 from .server import oidc
 
@@ -31,11 +32,13 @@ def jwks():
     return response
 
 
-def _handoff(action: str, args: dict, login_hint: str, needs_mfa: bool):
+def _handoff(action: str, args: dict, login_hint: str, acr: AcrDemand):
     """Open a login transaction: the password step, or the second factor only (step-up)."""
     if action == "step_up":
-        return flow.step_up(sessions.current(), args)
-    tx_id = transaction.begin(args, login_hint, require_mfa=needs_mfa)
+        return flow.step_up(sessions.current(), args, fresh_code=acr.fresh_code)
+    tx_id = transaction.begin(
+        args, login_hint, require_mfa=acr.needs_mfa, fresh_code=acr.fresh_code
+    )
     return redirect(url_for("auth.login", tx=tx_id))
 
 
