@@ -99,11 +99,17 @@ def user_list(ctx, as_json):
 
 @user.command("set-password")
 @click.argument("username")
-@click.option("--password-stdin", is_flag=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--keep-sessions",
+    is_flag=True,
+    help="Leave the user's sessions, tokens and remembered browsers alive (rarely wanted).",
+)
 @click.pass_context
-def user_set_password(ctx, username, password_stdin):
-    """Set a new password."""
-    from .users import find_by_username, set_password
+def user_set_password(ctx, username, password_stdin, keep_sessions):
+    """Set a new password: the user is signed out everywhere and notified by e-mail."""
+    from .account.passwords import PasswordRefused, operator_set_password
+    from .users import find_by_username
 
     app = _app(ctx)
     with app.app_context():
@@ -111,8 +117,17 @@ def user_set_password(ctx, username, password_stdin):
         if account is None:
             _fail(f"no user {username!r}")
         password = _read_password(password_stdin, app.config["IDP"]["password"]["min_length"])
-        set_password(account, password)
-    click.echo(f"password of {username} changed")
+        try:
+            change = operator_set_password(account, password, keep_sessions=keep_sessions)
+        except PasswordRefused as exc:
+            _fail("password refused: " + " ".join(exc.errors.get("new", [])))
+    if not change.notified:
+        click.echo(f"warning: the notice e-mail to {username} could not be sent", err=True)
+    if keep_sessions:
+        click.echo(f"password of {username} changed; sessions and tokens kept")
+    else:
+        ended = change.sessions_ended
+        click.echo(f"password of {username} changed; {ended} session(s) ended, tokens revoked")
 
 
 @user.command("disable")

@@ -180,3 +180,131 @@ def test_purge_deletes_only_what_expired_more_than_a_day_ago(app, idp, frozen_cl
         assert db.session.scalars(db.select(Token)).all() == []
         assert db.session.scalars(db.select(AuthorizationCode)).all() == []
         assert db.session.scalars(db.select(SsoSession)).all() == []
+
+
+# -- idp user set-password: the operator replaces a (maybe stolen) password --------
+
+NEW = "Another-Long-Pass-42"
+
+
+@pytest.fixture
+def signed_in(smtp, app):
+    """bruno (second factor) signed in at the RP, this browser remembered, tokens issued."""
+    from tests.actions import LoginActions, code_in
+    from tests.factories import make_client, make_user, query_of
+
+    with app.app_context():
+        make_user("bruno", roles=["patient_data"])
+        _, secret = make_client()
+    browser = LoginActions(app.test_client())
+    otp_url = browser.submit_password(browser.authorize().location, "bruno").location
+    done = browser.submit_code(otp_url, code_in(smtp.last_text()), remember=True)
+    tokens = browser.exchange(query_of(done.location)["code"], secret=secret).json
+    return browser, secret, tokens
+
+
+def _refresh(browser, secret, tokens):
+    data = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+    return browser.client.post("/token", auth=("rp", secret), data=data)
+
+
+def _userinfo(browser, tokens):
+    return browser.client.get(
+        "/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+
+
+def _silent(browser) -> dict:
+    from tests.factories import query_of
+
+    return query_of(browser.authorize(prompt="none").location)
+
+
+def _audit(app) -> list[tuple[str, dict]]:
+    from idp.models import AuditEvent, db
+
+    with app.app_context():
+        return [(e.event, e.detail) for e in db.session.scalars(db.select(AuditEvent))]
+
+
+def _notices_to(smtp, address: str, seen: int) -> list[str]:
+    return [
+        m.get_body(preferencelist=("plain",)).get_content()
+        for m in smtp.messages[seen:]
+        if m["To"] == address
+    ]
+
+
+def test_set_password_signs_the_user_out_everywhere_and_notifies(signed_in, smtp, app, idp):
+    from idp.models import RememberedBrowser, SsoSession, db
+    from tests.actions import LoginActions
+    from tests.factories import PASSWORD
+
+    browser, secret, tokens = signed_in
+    seen = len(smtp.messages)
+    code, out, err = idp("user", "set-password", "bruno", "--password-stdin", input=NEW + "\n")
+    assert code == 0, err
+    assert "bruno" in out and len(out.strip().splitlines()) == 1
+    assert _silent(browser).get("error") == "login_required"
+    assert _refresh(browser, secret, tokens).json.get("error") == "invalid_grant"
+    assert _userinfo(browser, tokens).status_code == 401
+    with app.app_context():
+        assert db.session.scalars(db.select(SsoSession)).all() == []
+        assert db.session.scalars(db.select(RememberedBrowser)).all() == []
+    notices = _notices_to(smtp, "bruno@exemple.fr", seen)
+    assert len(notices) == 1 and "vient d’être modifié" in notices[0]
+    events = _audit(app)
+    assert ("password.changed", {"reason": "operator", "keep_sessions": False}) in events
+    assert any(e == "sessions.revoked" and d["count"] == 1 for e, d in events)
+    stranger = LoginActions(app.test_client())
+    refused = stranger.submit_password(stranger.authorize().location, "bruno", PASSWORD)
+    assert refused.status_code == 200
+    again = browser.submit_password(browser.authorize().location, "bruno", NEW)
+    assert "/login/otp" in again.location  # the remembered second factor went too
+
+
+def test_set_password_keep_sessions_only_replaces_the_password(signed_in, smtp, app, idp):
+    browser, secret, tokens = signed_in
+    seen = len(smtp.messages)
+    code, out, err = idp(
+        "user", "set-password", "bruno", "--keep-sessions", "--password-stdin", input=NEW + "\n"
+    )
+    assert code == 0, err
+    assert "code" in _silent(browser)
+    assert _userinfo(browser, tokens).status_code == 200
+    assert "access_token" in _refresh(browser, secret, tokens).json
+    assert len(_notices_to(smtp, "bruno@exemple.fr", seen)) == 1
+    events = _audit(app)
+    assert ("password.changed", {"reason": "operator", "keep_sessions": True}) in events
+    assert "sessions.revoked" not in [e for e, _ in events]
+
+
+def test_set_password_stands_when_the_notice_cannot_be_sent(signed_in, smtp, app, idp):
+    browser, secret, tokens = signed_in
+    smtp.refuse = True
+    code, out, err = idp("user", "set-password", "bruno", "--password-stdin", input=NEW + "\n")
+    smtp.refuse = False
+    assert code == 0, err
+    assert "bruno" in out
+    assert "e-mail" in err and len(err.strip().splitlines()) == 1  # the operator is told
+    assert _silent(browser).get("error") == "login_required"
+    assert _userinfo(browser, tokens).status_code == 401
+    events = _audit(app)
+    assert ("mail.failed", {"kind": "password_changed"}) in events
+    assert ("password.changed", {"reason": "operator", "keep_sessions": False}) in events
+
+
+def test_set_password_applies_the_whole_policy_with_the_account(app, idp):
+    from idp.models import User, db
+    from tests.factories import make_user
+
+    with app.app_context():
+        before = make_user("zoe", email="zoe.2024@exemple.fr").password_hash
+    args = ["user", "set-password", "zoe", "--password-stdin"]
+    code, _, err = idp(*args, input="Zoe.2024@exemple.fr\n")
+    assert code == 1 and "password refused" in err and len(err.strip().splitlines()) == 1
+    with app.app_context():
+        assert (
+            db.session.scalars(db.select(User).filter_by(username="zoe")).one().password_hash
+            == before
+        )

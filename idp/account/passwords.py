@@ -1,8 +1,9 @@
-"""Password change from the console (P1–P6) and the checks shared with the reset (R6)."""
+"""Password change from the console (P1–P6), by the operator, and what the reset (R6) shares."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from flask import current_app
 from flask_babel import gettext as _
@@ -39,12 +40,50 @@ def new_password_errors(user: User, new: str, confirm: str) -> dict[str, list[st
     return errors
 
 
-def notify_change(user: User) -> None:
-    """The "if this was not you" e-mail; a delivery failure must not undo the change."""
+def notify_change(user: User) -> bool:
+    """The "if this was not you" e-mail; a delivery failure must not undo the change.
+
+    Returns whether the message was handed over, so an operator can be told."""
     try:
         send_password_changed(user)
     except DeliveryError:
         audit.record("mail.failed", user_id=user.id, kind="password_changed")
+        return False
+    return True
+
+
+def sign_out_everywhere(user: User, reason: str) -> int:
+    """Nothing won with a replaced credential outlives it; needs no request, so CLI-safe."""
+    ended = sessions.end_all_of(user, reason)
+    remember.forget_user(user)  # not ``keep_current``: that one reads the request's cookie
+    return ended
+
+
+class OperatorChange(NamedTuple):
+    """What ``operator_set_password`` did: sessions ended, whether the notice went out."""
+
+    sessions_ended: int
+    notified: bool
+
+
+def operator_set_password(
+    user: User, password: str, *, keep_sessions: bool = False
+) -> OperatorChange:
+    """A password replaced by an operator has usually leaked: the intruder must be out too.
+
+    The one service behind ``idp user set-password`` and any operator page; ``keep_sessions``
+    changes only the credential. Raises ``PasswordRefused`` (field ``new``)."""
+    conf = current_app.config["IDP"]["password"]
+    if rules := policy_errors(
+        password, conf["min_length"], username=user.username, email=user.email
+    ):
+        raise PasswordRefused({"new": rules})
+    set_password(user, password)
+    ended = 0 if keep_sessions else sign_out_everywhere(user, "password_set_by_operator")
+    audit.record(
+        "password.changed", user_id=user.id, reason="operator", keep_sessions=keep_sessions
+    )
+    return OperatorChange(ended, notify_change(user))
 
 
 def change_password(

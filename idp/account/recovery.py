@@ -14,13 +14,12 @@ from flask import Flask, current_app
 from sqlalchemy import delete, select
 
 from .. import audit, clock, throttle
-from ..auth import remember, sessions
 from ..crypto import random_token, sha256_hex
 from ..delivery import DeliveryError
 from ..delivery.messages import send_reset_link
 from ..models import PasswordResetToken, User, db, use_once
 from ..users import find_by_identifier, set_password
-from .passwords import PasswordRefused, new_password_errors, notify_change
+from .passwords import PasswordRefused, new_password_errors, notify_change, sign_out_everywhere
 
 log = logging.getLogger("idp.account")
 PER_ACCOUNT = (3, 3600)  # reset e-mails per account per hour
@@ -118,8 +117,7 @@ def complete_reset(token: str, new: str, confirm: str) -> User:
     if not use_once(PasswordResetToken, row.id):
         raise ResetLinkInvalid()
     set_password(user, new)
-    sessions.end_all_of(user, "password_reset")
-    remember.forget_user(user)
+    sign_out_everywhere(user, "password_reset")
     audit.record("password.reset", user_id=user.id)
     notify_change(user)
     return user

@@ -62,6 +62,16 @@ USERS = {
     "nina": ["--email", "nina@exemple.fr", "--name", "Nina Faure"],
     # the console in a real browser (A1–A3, P1–P5)
     "karim": ["--email", "karim@exemple.fr", "--name", "Karim Haddad", "--profession", "Médecin"],
+    # racing password posts on one login: attackers and victims (through an RP, the console)
+    "raoul": ["--email", "raoul@exemple.fr", "--name", "Raoul Girard", "--role", "patient_data"],
+    "victor": ["--email", "victor@exemple.fr", "--name", "Victor Lenoir",
+               "--role", "patient_data"],
+    "romane": ["--email", "romane@exemple.fr", "--role", "patient_data"],
+    "violette": ["--email", "violette@exemple.fr", "--role", "patient_data"],
+    # a double-clicked password form
+    "diane": ["--email", "diane@exemple.fr", "--role", "patient_data"],
+    # password replaced by the operator (``idp user set-password``)
+    "olga": ["--email", "olga@exemple.fr", "--name", "Olga Morel"],
 }  # fmt: skip
 
 

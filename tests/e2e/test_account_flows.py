@@ -124,3 +124,22 @@ def test_lost_password_link_by_email_ends_old_sessions(new_agent, rp, mailbox, p
     location = device.sign_in(login_url, "nina", NEW)
     _, claims = rp.finish(request, location)
     assert claims["sub"] == provider.users["nina"]["sub"]
+
+
+def test_operator_set_password_signs_the_user_out_everywhere(agent, rp, mailbox, provider):
+    address = "olga@exemple.fr"
+    _, token = rp.login(agent, "olga")
+    seen = len(mailbox.to(address))
+
+    out = provider.cli("user", "set-password", "olga", "--password-stdin", stdin=NEW + "\n")
+    assert "olga" in out
+
+    _assert_signed_out(agent, rp, token)
+    notice = mailbox.wait_for(address, seen)
+    assert notice["Subject"] == "Votre mot de passe Portail de santé a été modifié"
+    assert "vient d’être modifié" in mailbox.text(notice)
+    request = rp.authorization_request()
+    login_url = agent.authorize(request.url)
+    assert agent.post_password(login_url, "olga", PASSWORD).status_code == 200  # old one refused
+    _, claims = rp.finish(request, agent.sign_in(login_url, "olga", NEW))
+    assert claims["sub"] == provider.users["olga"]["sub"]
