@@ -6,7 +6,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from idp.models import Token, db
+from idp.models import AuditEvent, AuthorizationCode, Token, db
 from tests.actions import LoginActions
 from tests.factories import make_client, make_user
 
@@ -23,6 +23,27 @@ def secret(app):
 @pytest.fixture
 def login(client, secret):
     return LoginActions(client)
+
+
+@pytest.fixture
+def mobile(app, client):
+    """A public client (PKCE, no secret) for alice."""
+    with app.app_context():
+        make_user()
+        make_client("mobile", public=True)
+    return LoginActions(client)
+
+
+# Token requests that must fail without touching the code (RFC 6749 §4.1.3, RFC 7636 §4.6).
+FAILED_ATTEMPTS = pytest.mark.parametrize(
+    ("wrong", "error"),
+    [
+        ({"code_verifier": "x" * 50}, "invalid_grant"),
+        ({"code_verifier": "short"}, "invalid_request"),
+        ({"redirect_uri": "https://rp.example/other"}, "invalid_grant"),
+    ],
+    ids=["wrong_verifier", "malformed_verifier", "wrong_redirect_uri"],
+)
 
 
 def _decode(client, id_token):
@@ -93,6 +114,66 @@ def test_wrong_redirect_uri_fails(login, secret):
     code = login.login_through()["code"]
     response = login.exchange(code, secret=secret, redirect_uri="https://rp.example/other")
     assert response.json["error"] == "invalid_grant"
+
+
+@FAILED_ATTEMPTS
+def test_a_failed_redemption_leaves_a_public_clients_code_redeemable(mobile, wrong, error):
+    code = mobile.login_through("mobile")["code"]
+    failed = mobile.exchange(code, "mobile", **wrong)
+    assert failed.status_code == 400 and failed.json["error"] == error
+    response = mobile.exchange(code, "mobile")
+    assert response.status_code == 200 and "id_token" in response.json
+
+
+@FAILED_ATTEMPTS
+def test_a_failed_redemption_leaves_a_confidential_clients_code_redeemable(
+    login, secret, wrong, error
+):
+    code = login.login_through()["code"]
+    failed = login.exchange(code, secret=secret, **wrong)
+    assert failed.status_code == 400 and failed.json["error"] == error
+    response = login.exchange(code, secret=secret)
+    assert response.status_code == 200 and "id_token" in response.json
+
+
+def _code_replayed(app) -> tuple[bool, list[str]]:
+    """The code's ``replayed`` flag and the ``code.replayed`` audit events so far."""
+    with app.app_context():
+        row = db.session.scalars(db.select(AuthorizationCode)).one()
+        events = db.session.scalars(
+            db.select(AuditEvent.event).where(AuditEvent.event == "code.replayed")
+        ).all()
+        return row.replayed, list(events)
+
+
+@FAILED_ATTEMPTS
+def test_a_failed_replay_of_a_used_code_revokes_nothing(app, mobile, client, wrong, error):
+    code = mobile.login_through("mobile")["code"]
+    tokens = mobile.exchange(code, "mobile").json
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+
+    failed = mobile.exchange(code, "mobile", **wrong)
+    assert failed.status_code == 400 and failed.json["error"] == error
+    assert client.get("/userinfo", headers=auth).status_code == 200
+    assert _code_replayed(app) == (False, [])
+
+    replay = mobile.exchange(code, "mobile")  # the real verifier: the code leaked, revoke
+    assert replay.status_code == 400 and replay.json["error"] == "invalid_grant"
+    assert client.get("/userinfo", headers=auth).status_code == 401
+    assert _code_replayed(app) == (True, ["code.replayed"])
+
+
+def test_a_valid_replay_after_the_code_expired_still_revokes_its_tokens(
+    app, login, client, secret, frozen_clock
+):
+    code = login.login_through()["code"]
+    tokens = login.exchange(code, secret=secret).json
+    frozen_clock.advance(61)
+    replay = login.exchange(code, secret=secret)
+    assert replay.status_code == 400 and replay.json["error"] == "invalid_grant"
+    auth = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert client.get("/userinfo", headers=auth).status_code == 401
+    assert _code_replayed(app) == (True, ["code.replayed"])
 
 
 def test_bad_client_secret_is_401_with_www_authenticate(login):

@@ -103,7 +103,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         db.session.commit()
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
-        """Claim the code atomically: of two concurrent redemptions exactly one wins."""
+        """Look the code up, without consuming it: ``redirect_uri`` and PKCE come next.
+
+        A used code is still returned (even expired), so that a replay is recognised
+        once the request has proved it holds the code's verifier; consuming it here
+        would let anyone who saw a public client's code void it with a wrong one.
+        """
         row = db.session.scalars(
             select(AuthorizationCode).where(
                 AuthorizationCode.code_hash == sha256_hex(code),
@@ -112,17 +117,27 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         ).first()
         if row is None or (row.is_expired() and not row.used):
             return None
-        if row.used or not use_once(AuthorizationCode, row.id):
-            db.session.execute(
-                update(AuthorizationCode)
-                .where(AuthorizationCode.id == row.id)
-                .values(replayed=True)
-            )
-            db.session.commit()
-            revoke_family(row.family_id)
-            audit.record("code.replayed", user_id=row.user_id, client_id=client.client_id)
-            return None
         return row
+
+    def validate_token_request(self) -> None:
+        """Consume the code only once client, ``redirect_uri`` and PKCE passed.
+
+        Authlib checks them in ``super()`` (PKCE in its ``after_validate_token_request``
+        hook), so a failed request changes nothing (RFC 6749 §4.1.3, RFC 7636 §4.6).
+        Then one conditional UPDATE: of concurrent redemptions exactly one wins; any
+        other is a replay of a leaked code and revokes what it gave (RFC 6749 §4.1.2).
+        """
+        super().validate_token_request()
+        row: AuthorizationCode = self.request.authorization_code
+        if use_once(AuthorizationCode, row.id):
+            return
+        db.session.execute(
+            update(AuthorizationCode).where(AuthorizationCode.id == row.id).values(replayed=True)
+        )
+        db.session.commit()
+        revoke_family(row.family_id)
+        audit.record("code.replayed", user_id=row.user_id, client_id=row.client_id)
+        raise InvalidGrantError("Invalid 'code' in request.")
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Kept (marked used) until it expires, so a replay can be recognised."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 
 import pytest
@@ -31,6 +32,32 @@ def test_code_replay_fails_and_revokes_what_the_code_gave(agent, rp):
     with pytest.raises(OAuthError) as dead:
         rp.oauth.refresh_token(rp.meta["token_endpoint"], refresh_token=token["refresh_token"])
     assert dead.value.error == "invalid_grant"
+
+
+def test_a_wrong_verifier_does_not_burn_a_public_clients_code(agent, new_rp):
+    """Whoever intercepts a public client's code, without its verifier, can neither use
+    nor void it: PKCE is checked before the code is consumed (RFC 7636 §4.6)."""
+    mobile = new_rp("public")
+    request = mobile.authorization_request()
+    location = agent.authorize_and_sign_in(request.url)
+    code = mobile.check_callback(request, location)
+    stolen = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": mobile.client.redirect_uri,
+        "code_verifier": secrets.token_urlsafe(48),
+    }
+    with mobile.token_request(stolen) as attempt:
+        assert attempt.status_code == 400, attempt.text
+        assert attempt.json()["error"] == "invalid_grant"
+
+    token, _ = mobile.finish(request, location)  # the legitimate client still redeems it
+    with mobile.token_request(stolen) as replay:  # nor does the thief revoke what it gave
+        assert replay.status_code == 400, replay.text
+        assert replay.json()["error"] == "invalid_grant"
+    with mobile.userinfo(token["access_token"]) as info:
+        assert info.status_code == 200, info.text
+    assert mobile.refresh(token["refresh_token"])["access_token"] != token["access_token"]
 
 
 def _race_for_one_code(agent, rp, racers: int):
