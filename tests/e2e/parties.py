@@ -55,6 +55,15 @@ class UserAgent:
     def close(self) -> None:
         self.http.close()
 
+    def tab(self) -> requests.Session:
+        """Another connection of this browser (its headers, a copy of its cookies), for a
+        request sent from another thread while this one's are in flight: a second tab, a
+        double click. Its answers' cookies stay in the tab; the caller closes it."""
+        tab = requests.Session()
+        tab.headers.update(self.http.headers)
+        tab.cookies.update(self.http.cookies)
+        return tab
+
     def get(self, url: str) -> requests.Response:
         return self.http.get(self._absolute(url), allow_redirects=False, timeout=15)
 
