@@ -13,7 +13,7 @@ NEW = "Another-Long-Pass-42"
 
 
 @pytest.fixture
-def secret(smtp, app):
+def secret(smtp, sms_gateway, app):
     with app.app_context():
         make_user("alice")
         make_user("bruno", roles=["patient_data"])
@@ -82,6 +82,17 @@ def test_console_of_a_role_user_needs_the_second_factor(browser, app, smtp):
     assert browser.client.get("/account/").status_code == 200
 
 
+def _confirm_phone(browser, smtp, sms_gateway, to):
+    """The code page after the form: in a password-only session the e-mailed code first,
+    then the code sent by SMS to the new number (in E.164)."""
+    confirm = "/account/profile/confirm"
+    response = _post_form(browser.client, confirm, {"code": code_in(smtp.last_text())})
+    assert response.status_code == 302 and response.location.endswith(confirm)
+    sent = sms_gateway.received[-1]
+    assert sent["to"] == to
+    return _post_form(browser.client, confirm, {"code": code_in(sent["text"])})
+
+
 @pytest.mark.parametrize(
     ("typed", "stored"),
     [
@@ -90,9 +101,11 @@ def test_console_of_a_role_user_needs_the_second_factor(browser, app, smtp):
         ("+44 7911 123456", "+447911123456"),
     ],
 )
-def test_backup_phone_is_validated_and_stored_e164(browser, app, typed, stored):
+def test_backup_phone_is_validated_and_stored_e164(browser, app, smtp, sms_gateway, typed, stored):
     _sign_in(browser)
     response = _post_form(browser.client, "/account/profile", {"backup_phone": typed})
+    assert response.status_code == 302 and response.location.endswith("/account/profile/confirm")
+    response = _confirm_phone(browser, smtp, sms_gateway, stored)
     assert response.status_code == 302
     assert "Your record was updated." in browser.client.get("/account/").text
     with app.app_context():
@@ -100,24 +113,30 @@ def test_backup_phone_is_validated_and_stored_e164(browser, app, typed, stored):
             db.session.scalars(db.select(User.backup_phone).filter_by(username="alice")).one()
             == stored
         )
-    assert "profile.updated" in _events(app)
+    assert "phone.confirmed" in _events(app)
 
 
 @pytest.mark.parametrize("typed", ["12345", "01 42 00 00 00", "not a number"])
-def test_bad_or_landline_numbers_are_refused_clearly(browser, typed):
+def test_bad_or_landline_numbers_are_refused_clearly(browser, smtp, sms_gateway, typed):
     _sign_in(browser)
     response = _post_form(browser.client, "/account/profile", {"backup_phone": typed})
     assert response.status_code == 400 and "valid mobile phone number" in response.text
+    assert smtp.messages == [] and sms_gateway.received == []  # no code for a bad number
 
 
-def test_phone_can_be_removed_and_sms_is_offered_from_the_next_login(browser, app, sms_gateway):
+def test_phone_can_be_removed_and_sms_is_offered_from_the_next_login(
+    browser, app, smtp, sms_gateway
+):
     _sign_in(browser)
     _post_form(browser.client, "/account/profile", {"backup_phone": "0612345678"})
+    _confirm_phone(browser, smtp, sms_gateway, "+33612345678")
     response = browser.submit_password(
         browser.authorize(acr_values="urn:idp:acr:2fa", prompt="login").location, "alice"
     )
     assert "/login/channel" in response.location  # A3
-    _post_form(browser.client, "/account/profile", {"backup_phone": ""})
+    response = _post_form(browser.client, "/account/profile", {"backup_phone": ""})
+    assert response.location.endswith("/account/profile/confirm")  # the e-mailed code first
+    _post_form(browser.client, "/account/profile/confirm", {"code": code_in(smtp.last_text())})
     with app.app_context():
         assert (
             db.session.scalars(db.select(User.backup_phone).filter_by(username="alice")).one()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Regexp
 
 from ..auth.forms import identifier_field
 
@@ -15,6 +15,24 @@ class ProfileForm(FlaskForm):
         _l("Backup phone"),
         validators=[Length(max=30)],
         render_kw={"autocomplete": "tel", "inputmode": "tel", "type": "tel"},
+    )
+
+
+class PhoneCodeForm(FlaskForm):
+    """The code page of a backup phone change: the e-mailed code, then the SMS one."""
+
+    code = StringField(
+        _l("Code"),
+        validators=[
+            DataRequired(message=_l("Enter the code you received.")),
+            Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message=_l("The code has 6 digits.")),
+        ],
+        render_kw={
+            "autocomplete": "one-time-code",
+            "inputmode": "numeric",
+            "pattern": "[0-9 ]*",
+            "maxlength": "7",
+        },
     )
 
 

@@ -1,30 +1,17 @@
-"""The professional's record (A1–A3): backup phone edit, the list of signed-in devices."""
+"""The professional's record (A1–A3): the list of signed-in devices.
+
+The backup phone changes only through ``idp.account.phone`` (codes to the account's
+e-mail and to the new number): a password alone never sets a second factor.
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from .. import audit
 from ..auth import sessions
 from ..models import SsoSession, User, db
-from ..phones import PhoneError, normalize_mobile
-
-
-def set_backup_phone(user: User, raw: str) -> str | None:
-    """Set (E.164), change or, with an empty value, remove the backup mobile phone."""
-    value = normalize_mobile(raw) if raw.strip() else None
-    if value != user.backup_phone:
-        user.backup_phone = value
-        audit.record(
-            "profile.updated",
-            user_id=user.id,
-            commit=False,
-            field="backup_phone",
-            removed=value is None,
-        )
-        db.session.commit()
-    return value
+from ..phones import PhoneError
 
 
 @dataclass(frozen=True)
@@ -86,4 +73,4 @@ def end_device(user: User, session_id: int) -> bool:
     return True
 
 
-__all__ = ["Device", "PhoneError", "describe_agent", "devices", "end_device", "set_backup_phone"]
+__all__ = ["Device", "PhoneError", "describe_agent", "devices", "end_device"]

@@ -58,3 +58,37 @@ def send_reset_link(user: User, url: str) -> None:
 def send_password_changed(user: User) -> None:
     """Notice after any password change or reset: "if this was not you…"."""
     _mail(user, _l("Your health portal password was changed"), "password_changed")
+
+
+def send_phone_code(
+    user: User, code: str, *, sms_to: str | None = None, shown_phone: str | None = None
+) -> None:
+    """A code confirming a backup phone change: by SMS to ``sms_to`` (the new number is
+    theirs), else by e-mail to the account (its owner asks), naming ``shown_phone``
+    (masked; None for a removal)."""
+    minutes = otp_minutes()
+    if sms_to:
+        with force_locale(_locale(user)):
+            text = render_template("sms/phone_code.txt", code=code, minutes=minutes)
+            send_sms(sms_to, text.strip())
+        return
+    _mail(
+        user,
+        _l("Your code to confirm the change of your backup phone"),
+        "phone_changed",
+        code=code,
+        minutes=minutes,
+        phone=shown_phone,
+    )
+
+
+def send_phone_changed(user: User, shown_phone: str | None = None) -> None:
+    """Notice after the backup phone was added, changed or removed (``shown_phone``
+    None): "if this was not you…"."""
+    _mail(
+        user,
+        _l("The backup phone of your health portal account was changed"),
+        "phone_changed",
+        code=None,
+        phone=shown_phone,
+    )

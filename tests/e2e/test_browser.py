@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from .browser import FRENCH_CATALOG
+from .edges import code_in
 from .parties import ACR_2FA, ACR_PWD
 from .server import PASSWORD
 
@@ -92,8 +93,9 @@ def test_sms_code_and_remembered_browser_in_a_real_browser(provider, browser, rp
     assert len(sms_gateway.requests) == sent
 
 
-def test_account_console_in_a_real_browser(provider, browser, rp):
-    """From "Connexion": "Mon compte", the backup phone, the password rules, the change."""
+def test_account_console_in_a_real_browser(provider, browser, rp, mailbox, sms_gateway):
+    """From "Connexion": "Mon compte", the backup phone (confirmed by the e-mailed code,
+    then by a code sent to it), the password rules, the change."""
     page = browser.page
     page.goto(provider.url("/login"))
     _sign_in(page, provider, "karim")
@@ -117,8 +119,28 @@ def test_account_console_in_a_real_browser(provider, browser, rp):
     )
     assert phone.get_attribute("aria-invalid") == "true"
     browser.screenshot("profile-error.png")
+    seen_mail = len(mailbox.to("karim@exemple.fr"))
     phone.fill("06 12 34 56 79")
     page.get_by_role("button", name="Mettre à jour").click()
+    # A password-only session: first the code sent to the account's e-mail…
+    page.wait_for_url(provider.url("/account/profile/confirm"))
+    assert "k***@exemple.fr" in page.locator("main").inner_text()
+    assert "+33612345679" not in page.content()
+    code = page.locator("input[name=code]")
+    assert code.get_attribute("autocomplete") == "one-time-code"
+    assert code.get_attribute("inputmode") == "numeric"
+    assert page.get_by_role("button", name="Renvoyer le code").count() == 1
+    browser.screenshot("phone-email-code.png")
+    mail = mailbox.wait_for("karim@exemple.fr", seen_mail)
+    code.fill(code_in(mailbox.text(mail)))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Valider", exact=True).click()
+    # …then the code sent by SMS to the new number; only then is it stored.
+    page.wait_for_url(provider.url("/account/profile/confirm"))
+    assert "+33 6 ** ** ** 79" in page.locator("main").inner_text()
+    browser.screenshot("phone-sms-code.png")
+    page.locator("input[name=code]").fill(sms_gateway.code_for("+33612345679"))
+    page.get_by_role("button", name="Valider", exact=True).click()
     page.wait_for_url(provider.url("/account/"))
     assert page.get_by_role("status").inner_text() == "Votre fiche a bien été mise à jour."
     assert "+33612345679" in page.locator("dl.record").inner_text()
