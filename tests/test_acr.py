@@ -105,11 +105,25 @@ def test_an_essential_amr_otp_steps_up_a_remembered_session_with_a_code(login, s
     assert "otp" in _id_claims(login, response.location, rp)["amr"]
 
 
-def test_an_essential_amr_otp_is_met_by_a_session_that_typed_a_code(login, smtp, rp):
+def test_an_essential_amr_otp_asks_a_new_code_even_after_one_was_typed(login, smtp, rp):
+    """ "Code typed now" (before signing a prescription): an earlier code does not count."""
     otp_url = login.submit_password(login.authorize().location, "bruno").location
     login.submit_code(otp_url, code_in(smtp.last_text()))
+    sent = len(smtp.messages)
     response = login.authorize(claims=_claims(amr={"essential": True, "values": ["otp"]}))
-    assert "code=" in response.location
+    assert "/login/otp" in response.location and len(smtp.messages) == sent + 1
+    response = login.submit_code(response.location, code_in(smtp.last_text()))
+    assert "otp" in _id_claims(login, response.location, rp)["amr"]
+
+
+def test_a_clients_registered_level_is_a_floor_the_request_cannot_lower(smtp, app, client):
+    with app.app_context():
+        make_user("carla")
+        make_client("strict", acr=MFA)
+    login = LoginActions(client)
+    for lowered in ({"acr_values": PWD}, {"claims": _claims(acr={"values": [PWD]})}):
+        response = login.submit_password(login.authorize("strict", **lowered).location, "carla")
+        assert "/login/otp" in response.location, lowered
 
 
 @pytest.mark.parametrize("values", [["hwk"], ["sms"]])

@@ -6,14 +6,23 @@ factor needs a session that has it (else: step-up, code only).
 
 from __future__ import annotations
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    flash,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask_babel import gettext as _
 
-from ..auth import flow, sessions, transaction
+from ..auth import flow, otp, sessions, transaction
+from ..delivery import DeliveryError
 from ..oidc.acr import session_lacks_mfa
-from . import profile, recovery
-from .forms import ChangePasswordForm, ForgotForm, ProfileForm, ResetPasswordForm
-from .passwords import PasswordRefused, change_password, renew_password
+from . import phone, profile, recovery
+from .forms import ChangePasswordForm, ForgotForm, PhoneCodeForm, ProfileForm, ResetPasswordForm
+from .passwords import PasswordRefused, change_password, new_password_errors
 
 bp = Blueprint("account", __name__, url_prefix="/account")
 recovery_bp = Blueprint("recovery", __name__, url_prefix="/password")
@@ -29,35 +38,125 @@ def _signed_in():
     return sso, None
 
 
+def _pending(sso) -> dict:
+    """What the record pages say of a backup phone change waiting for its codes."""
+    change = phone.pending_change(sso.user, sso)
+    return {"pending": change, "pending_phone": phone.shown(change.phone) if change else None}
+
+
 @bp.get("/")
 def home():
     sso, stop = _signed_in()
     if stop:
         return stop
     return render_template(
-        "account/home.html", user=sso.user, devices=profile.devices(sso.user, sso)
+        "account/home.html",
+        user=sso.user,
+        devices=profile.devices(sso.user, sso),
+        **_pending(sso),
     )
 
 
 @bp.route("/profile", methods=["GET", "POST"])
 def edit_profile():
-    """A2: set, change or remove the backup mobile phone ("Mettre à jour")."""
+    """A2: set, change or remove the backup mobile phone ("Mettre à jour"); the codes
+    that confirm it are asked on the next page."""
     sso, stop = _signed_in()
     if stop:
         return stop
     form = ProfileForm(data={"backup_phone": sso.user.backup_phone or ""})
     if form.validate_on_submit():
         try:
-            profile.set_backup_phone(sso.user, form.backup_phone.data or "")
-        except profile.PhoneError:
+            change = phone.start_phone_change(sso.user, sso, form.backup_phone.data or "")
+        except phone.PhoneError:
             form.backup_phone.errors = [
                 _("Enter a valid mobile phone number, for example 06 12 34 56 78.")
             ]
+        except (DeliveryError, otp.OtpError) as failure:
+            _explain_send_failure(failure)
+            return redirect(url_for("account.confirm_phone"))
         else:
-            flash(_("Your record was updated."), "info")
-            return redirect(url_for("account.home"))
+            if change is None:  # unchanged, or removed in a session with a fresh code
+                flash(_("Your record was updated."), "info")
+                return redirect(url_for("account.home"))
+            return redirect(url_for("account.confirm_phone"))
     status = 400 if request.method == "POST" else 200
-    return render_template("account/profile.html", form=form, user=sso.user), status
+    return render_template(
+        "account/profile.html", form=form, user=sso.user, **_pending(sso)
+    ), status
+
+
+@bp.route("/profile/confirm", methods=["GET", "POST"])
+def confirm_phone():
+    """A2: the codes of a backup phone change, one after the other on this page."""
+    sso, stop = _signed_in()
+    if stop:
+        return stop
+    user = sso.user
+    change = phone.pending_change(user, sso)
+    if change is None:
+        return redirect(url_for("account.edit_profile"))
+    here = url_for("account.confirm_phone")
+    action = request.form.get("action") if request.method == "POST" else None
+    if action == "cancel":
+        phone.cancel_phone_change(user, sso)
+        flash(_("The change was cancelled: your backup phone stays as it was."), "info")
+        return redirect(url_for("account.home"))
+    if action == "resend":
+        try:
+            phone.resend_phone_code(user, sso)
+        except (DeliveryError, otp.OtpError) as failure:
+            _explain_send_failure(failure)
+        else:
+            flash(_("A new code was sent."), "info")
+        return redirect(here)
+    form = PhoneCodeForm()
+    if form.validate_on_submit():
+        try:
+            outcome = phone.confirm_phone_code(user, sso, form.code.data)
+        except otp.OtpWrong as wrong:
+            flash(_("Incorrect code. %(n)d attempt(s) left.", n=wrong.remaining), "error")
+        except otp.OtpLocked:
+            flash(_("Too many incorrect codes. Ask for a new code."), "error")
+        except otp.OtpExpired:
+            flash(_("This code has expired or was already used. Ask for a new code."), "error")
+        except (DeliveryError, otp.OtpError) as failure:  # the SMS after the e-mailed code
+            _explain_send_failure(failure)
+            return redirect(here)
+        else:
+            if outcome in ("confirmed", "removed"):
+                flash(_("Your record was updated."), "info")
+                return redirect(url_for("account.home"))
+            return redirect(here)  # on to the SMS, or another request moved on first
+        return redirect(here, code=303)
+    errors = get_flashed_messages(category_filter=["error"]) + list(form.code.errors)
+    return render_template(
+        "account/phone_confirm.html",
+        form=form,
+        change=change,
+        email=otp.mask_email(user.email),
+        new_phone=phone.shown(change.phone),
+        sent=bool(change.code_hash),
+        errors=errors,
+    ), 200 if request.method == "GET" else 400
+
+
+def _explain_send_failure(failure: Exception) -> None:
+    """Why a confirmation code did not leave, on the code page."""
+    if isinstance(failure, DeliveryError):
+        flash(_("The code could not be sent. Try again in a moment."), "error")
+    elif isinstance(failure, otp.ResendTooSoon):
+        flash(
+            _(
+                "A code was sent moments ago. Wait %(n)d seconds to ask for another.",
+                n=failure.wait,
+            ),
+            "error",
+        )
+    elif isinstance(failure, otp.ResendLimit):
+        flash(_("Too many codes were sent. Try again later."), "error")
+    else:
+        flash(_("This code has expired or was already used. Ask for a new code."), "error")
 
 
 @bp.route("/password", methods=["GET", "POST"])
@@ -98,12 +197,10 @@ def _renew():
     form = ResetPasswordForm()
     errors: dict[str, list[str]] = {}
     if form.validate_on_submit():
-        try:
-            renew_password(tx.user, form.new_password.data or "", form.confirm_password.data or "")
-        except PasswordRefused as refused:
-            errors = refused.errors
-        else:
-            return flow.after_renewal(tx, tx_id, tx.user)
+        new, confirm = form.new_password.data or "", form.confirm_password.data or ""
+        errors = new_password_errors(tx.user, new, confirm)
+        if not errors:
+            return flow.after_renewal(tx, tx_id, tx.user, new)
     status = 400 if request.method == "POST" else 200
     return render_template("account/renew.html", form=form, errors=errors, tx=tx_id), status
 

@@ -13,13 +13,15 @@ once; nothing afterwards can change it (SECURITY.md, "The second factor").
 
 from __future__ import annotations
 
-from flask import current_app, flash, redirect, url_for
+from flask import current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
-from ..delivery import DeliveryError
-from ..models import LoginTransaction, SsoSession, User
+from .. import audit
+from ..delivery import DeliveryError, outbox
+from ..models import LoginTransaction, SsoSession, User, db
 from ..oidc import authorize
 from ..oidc.acr import user_requires_mfa
+from ..users import password_expired, set_password
 from . import otp, remember, sessions, transaction
 
 AMR_BY_CHANNEL = {"email": ["pwd", "otp", "mfa"], "sms": ["pwd", "sms", "otp", "mfa"]}
@@ -65,9 +67,20 @@ def after_password(tx: LoginTransaction, tx_id: str, user: User, auth_time: int)
     if remembered(user, tx):
         return complete(tx, tx_id, user, amr=AMR_REMEMBERED, auth_time=auth_time)
     step = _factor_step(user)
-    if not transaction.advance(tx, step, user_id=user.id, auth_time=auth_time, amr=["pwd"]):
+    if not transaction.advance(tx, step, amr=["pwd"], **_binding(user, auth_time)):
         return lost_race(tx_id)
     return _factor_page(tx, tx_id, user)
+
+
+def _binding(user: User, auth_time: int | None) -> dict:
+    """What the password step binds, once: the user, the credential, the time."""
+    return {"user_id": user.id, "credential_tag": user.credential_tag, "auth_time": auth_time}
+
+
+def expired(tx: LoginTransaction):
+    """The login cannot go on (its user's password changed since it began): end it, say so."""
+    transaction.finish(tx)
+    return render_template("auth/expired.html"), 400
 
 
 def _factor_page(tx: LoginTransaction, tx_id: str, user: User):
@@ -121,9 +134,8 @@ def step_up(sso: SsoSession, args: dict | None, *, fresh_code: bool = False):
         step=_factor_step(user),
         step_up=True,
         fresh_code=fresh_code,
-        user_id=sso.user_id,
-        auth_time=sso.auth_time,
         amr=list(sso.amr),
+        **_binding(user, sso.auth_time),
     )
     tx = transaction.load(tx_id)
     if remembered(user, tx):
@@ -131,8 +143,24 @@ def step_up(sso: SsoSession, args: dict | None, *, fresh_code: bool = False):
     return _factor_page(tx, tx_id, user)
 
 
-def after_renewal(tx: LoginTransaction, tx_id: str, user: User):
-    return complete(tx, tx_id, user, amr=list(tx.amr))
+def after_renewal(tx: LoginTransaction, tx_id: str, user: User, new_password: str):
+    """P6: the expired password is replaced, then the user is signed in.
+
+    The login is closed first (compare-and-set): of two racing posts one
+    replaces the password, and a login that outlived a reset never does.
+    The caller has checked the new password against the policy.
+    """
+    if tx.credential_tag != user.credential_tag:
+        return expired(tx)
+    args, auth_time, amr = tx.request_args, tx.auth_time, list(tx.amr)
+    if not transaction.finish(tx):
+        return lost_race(tx_id)
+    set_password(user, new_password)
+    audit.record("password.changed", user_id=user.id, commit=False, reason="expired")
+    outbox.enqueue("password_changed", user)
+    db.session.commit()
+    outbox.send_soon()
+    return _sign_in(user, args, auth_time, amr)
 
 
 def complete(
@@ -144,23 +172,28 @@ def complete(
     auth_time: int | None = None,
     remember_browser: bool = False,
 ):
-    """Sign the browser in, close the transaction, go back where the flow started.
+    """Close the transaction (or send an expired password to renewal), then sign in.
 
     ``auth_time`` is the time of this session's password step (M5); a step-up
     keeps it. Closing the transaction is the compare-and-set that lets exactly
-    one request sign in. Other users' remembered factor on this browser ends
-    *before* this one is remembered under a fresh browser id (M7).
+    one request sign in.
     """
-    from ..account.passwords import password_expired
-
-    bind = {"user_id": user.id, "auth_time": auth_time} if tx.user_id is None else {}
-    if tx.step != "renew" and not tx.step_up and password_expired(user):
+    if tx.user_id is not None and tx.credential_tag != user.credential_tag:
+        return expired(tx)
+    bind = _binding(user, auth_time) if tx.user_id is None else {}
+    if not tx.step_up and password_expired(user):
         if not transaction.advance(tx, "renew", amr=list(amr), **bind):
             return lost_race(tx_id)
         return redirect(step_url(tx_id, "renew"))
     args, auth_time = tx.request_args, tx.auth_time if auth_time is None else auth_time
     if (tx.user_id not in (None, user.id)) or not transaction.finish(tx):
         return lost_race(tx_id)
+    return _sign_in(user, args, auth_time, amr, remember_browser)
+
+
+def _sign_in(user: User, args: dict | None, auth_time: int, amr: list[str], remember_browser=False):
+    """The session starts; other users' remembered factor on this browser ends *before*
+    this one is remembered under a fresh browser id (M7); back where the flow began."""
     remember.forget_others(user)
     if remember_browser:
         remember.remember(user)

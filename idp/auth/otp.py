@@ -3,6 +3,11 @@
 Attempts are consumed atomically *before* the comparison, so parallel guesses
 cannot exceed the cap; the right code is redeemed by a conditional update, so
 it works once even under a race.
+
+The pieces that make a code (``new_code``, ``code_hash``), reserve its sending
+(``claim_send``, ``may_send``, ``count_send``) and check it (``may_try``,
+``spend_and_compare``, ``wrong_code``) are shared with the backup phone change
+(``idp.account.phone``): both count against the same per-user budgets.
 """
 
 from __future__ import annotations
@@ -54,14 +59,110 @@ class ResendLimit(OtpError):
     """No more codes for this login (or this hour, for this user)."""
 
 
-def _user_keys(user_id: int) -> tuple[str, str]:
+def user_keys(user_id: int) -> tuple[str, str]:
     """Per-user counters: codes sent, codes failed. Separate from password failures."""
     return f"otp-send:{user_id}", f"otp-fail:{user_id}"
 
 
+# -- shared by every code: login codes here, backup phone confirmations in account.phone
+
+
+def new_code() -> str:
+    """Six random digits."""
+    return f"{secrets.randbelow(10**6):06d}"
+
+
+def code_hash(purpose: str, binding: str, code: str) -> str:
+    """What is stored of a code: a keyed hash, bound to what the code may prove."""
+    return keyed_hash(current_app.config["SECRET_KEY"], purpose, f"{binding}:{code}")
+
+
+def typed(code: str) -> str:
+    """The code as the user typed it, spaces dropped (``123 456``)."""
+    return code.strip().replace(" ", "")
+
+
+def may_send(user_id: int) -> bool:
+    """False once this user's hourly budget of codes sent, or of wrong codes, is spent."""
+    send_key, fail_key = user_keys(user_id)
+    return not (throttle.is_blocked(send_key) or throttle.is_blocked(fail_key))
+
+
+def count_send(user_id: int) -> None:
+    """One more code sent to this user within ``USER_WINDOW``."""
+    send_key, _fail_key = user_keys(user_id)
+    throttle.register_failure(send_key, USER_SENDS, USER_WINDOW)  # counts sends, not failures
+
+
+def may_try(user_id: int) -> bool:
+    """False once this user's hourly budget of wrong codes is spent."""
+    _send_key, fail_key = user_keys(user_id)
+    return not throttle.is_blocked(fail_key)
+
+
+def claim_send(model: type, row_id: int, now: int, *conditions) -> bool:
+    """Reserve the right to send a new code for ``row_id``, once: the cooldown and the
+    per-row budget are in the ``WHERE`` of one conditional UPDATE, so of two racing
+    requests (a double click, two tabs) one sends and the other gets False."""
+    claimed = db.session.execute(
+        update(model)
+        .where(
+            model.id == row_id,
+            model.sent_at <= now - RESEND_COOLDOWN,
+            model.sends < MAX_SENDS,
+            *conditions,
+        )
+        .values(sent_at=now, sends=model.sends + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return claimed.rowcount == 1
+
+
+def spend_and_compare(
+    model: type, row, candidate: str, max_attempts: int, *conditions
+) -> int | None:
+    """Spend one attempt of ``row`` by a conditional UPDATE, *then* compare in constant time.
+
+    None when the code is right (the caller still redeems it once, by a conditional
+    update); else the attempts left. ``OtpLocked`` when no attempt could be taken
+    (cap reached, code used, or ``conditions`` no longer hold).
+    """
+    slot = db.session.execute(
+        update(model)
+        .where(
+            model.id == row.id,
+            model.used.is_(False),
+            model.attempts < max_attempts,
+            *conditions,
+        )
+        .values(attempts=model.attempts + 1)
+    )
+    db.session.commit()
+    if slot.rowcount != 1:
+        raise OtpLocked()
+    db.session.refresh(row)
+    if same(row.code_hash, candidate):
+        return None
+    return max_attempts - row.attempts
+
+
+def wrong_code(user_id: int, remaining: int, max_attempts: int) -> OtpError:
+    """Count a wrong code against the user's hourly budget; the error to raise."""
+    _send_key, fail_key = user_keys(user_id)
+    if throttle.register_failure(fail_key, max_attempts * USER_FAILURES_FACTOR, USER_WINDOW):
+        return OtpLocked()
+    if remaining <= 0:
+        return OtpLocked()
+    return OtpWrong(remaining)
+
+
+# -- login codes ----------------------------------------------------------------------
+
+
 def _hash(tx: LoginTransaction, user_id: int, code: str) -> str:
     """Keyed on the login and its user: a code can only ever prove that user in that login."""
-    return keyed_hash(current_app.config["SECRET_KEY"], "otp", f"{tx.id}:{user_id}:{code}")
+    return code_hash("otp", f"{tx.id}:{user_id}", code)
 
 
 def current_challenge(tx: LoginTransaction) -> OtpChallenge | None:
@@ -90,13 +191,12 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
             raise ResendTooSoon(RESEND_COOLDOWN - (now - row.sent_at))
         if row.sends >= MAX_SENDS:
             raise ResendLimit()
-    send_key, fail_key = _user_keys(user.id)
-    if throttle.is_blocked(send_key) or throttle.is_blocked(fail_key):
+    if not may_send(user.id):
         audit.record("otp.throttled", user_id=user.id)
         raise ResendLimit()
     previous_sent_at = row.sent_at if row is not None else None
     reserved = _reserve(tx, row, now)
-    code = f"{secrets.randbelow(10**6):06d}"
+    code = new_code()
     try:
         send_otp(user, channel, code)
     except DeliveryError:
@@ -118,7 +218,7 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
     )
     audit.record("otp.sent", user_id=user.id, commit=False, channel=channel)
     db.session.commit()
-    throttle.register_failure(send_key, USER_SENDS, USER_WINDOW)  # counts sends, not failures
+    count_send(user.id)
     db.session.refresh(reserved)
     return reserved
 
@@ -146,18 +246,7 @@ def _reserve(tx: LoginTransaction, row: OtpChallenge | None, now: int) -> OtpCha
             db.session.rollback()
             raise ResendTooSoon(RESEND_COOLDOWN) from None
         return row
-    claimed = db.session.execute(
-        update(OtpChallenge)
-        .where(
-            OtpChallenge.id == row.id,
-            OtpChallenge.sent_at <= now - RESEND_COOLDOWN,
-            OtpChallenge.sends < MAX_SENDS,
-        )
-        .values(sent_at=now, sends=OtpChallenge.sends + 1)
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
-    if claimed.rowcount != 1:
+    if not claim_send(OtpChallenge, row.id, now):
         raise ResendTooSoon(RESEND_COOLDOWN)
     return row
 
@@ -192,31 +281,15 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
     if row.expires_at <= now:
         audit.record("otp.expired", user_id=row.user_id, channel=row.channel)
         raise OtpExpired()
-    _send_key, fail_key = _user_keys(row.user_id)
-    if throttle.is_blocked(fail_key):
+    if not may_try(row.user_id):
         audit.record("otp.throttled", user_id=row.user_id)
         raise OtpLocked()
-    slot = db.session.execute(
-        update(OtpChallenge)
-        .where(
-            OtpChallenge.id == row.id,
-            OtpChallenge.used.is_(False),
-            OtpChallenge.attempts < max_attempts,
-        )
-        .values(attempts=OtpChallenge.attempts + 1)
+    remaining = spend_and_compare(
+        OtpChallenge, row, _hash(tx, tx.user_id, typed(code)), max_attempts
     )
-    db.session.commit()
-    if slot.rowcount != 1:
-        raise OtpLocked()
-    db.session.refresh(row)
-    if not same(row.code_hash, _hash(tx, tx.user_id, code.strip().replace(" ", ""))):
-        remaining = max_attempts - row.attempts
+    if remaining is not None:
         audit.record("otp.failed", user_id=row.user_id, channel=row.channel, remaining=remaining)
-        if throttle.register_failure(fail_key, max_attempts * USER_FAILURES_FACTOR, USER_WINDOW):
-            raise OtpLocked()
-        if remaining <= 0:
-            raise OtpLocked()
-        raise OtpWrong(remaining)
+        raise wrong_code(row.user_id, remaining, max_attempts)
     if not use_once(OtpChallenge, row.id):
         raise OtpExpired()
     audit.record("otp.verified", user_id=row.user_id, channel=row.channel)

@@ -9,7 +9,7 @@ from sqlalchemy.orm import joinedload
 from .. import audit, clock
 from ..cookies import cookie_name
 from ..crypto import random_token, sha256_hex
-from ..models import SsoSession, Token, User, db
+from ..models import AuthorizationCode, LoginTransaction, SsoSession, Token, User, db
 from ..models.tokens import revoke_tokens
 
 COOKIE = "idp_sso"
@@ -130,12 +130,25 @@ def init_app(app: Flask) -> None:
 
 def end_all_of(user: User, reason: str, *, keep: SsoSession | None = None) -> int:
     """End every session of ``user`` (but ``keep``) and revoke every token of theirs
-    not issued under ``keep`` — including tokens whose session is long gone (P4, R4)."""
+    not issued under ``keep`` — including tokens whose session is long gone (P4, R4).
+
+    Without ``keep`` (a reset, an operator's change, a disabled account) what was
+    on its way ends too: logins in progress (one waiting at the renewal step would
+    otherwise let whoever typed the old password choose the next one) and codes
+    issued but not yet redeemed.
+    """
     rows = db.session.scalars(select(SsoSession).where(SsoSession.user_id == user.id)).all()
     ended = [row for row in rows if keep is None or row.id != keep.id]
     conditions = [Token.user_id == user.id]
     if keep is not None:
         conditions.append(or_(Token.sid.is_(None), Token.sid != keep.sid))
+    else:
+        db.session.execute(delete(LoginTransaction).where(LoginTransaction.user_id == user.id))
+        db.session.execute(
+            delete(AuthorizationCode).where(
+                AuthorizationCode.user_id == user.id, AuthorizationCode.used.is_(False)
+            )
+        )
     revoke_tokens(*conditions)
     if ended:
         db.session.execute(delete(SsoSession).where(SsoSession.id.in_([r.id for r in ended])))

@@ -61,6 +61,9 @@ class LoginTransaction(db.Model):
     # The RP wants a code typed in this login (max_age=0 with the 2FA acr, or an
     # essential amr asking for ``otp``): a remembered browser does not stand in.
     fresh_code: Mapped[bool] = mapped_column(default=False)
+    # The user's credential when bound: a password replaced since (reset, operator,
+    # the user elsewhere) ends this login, whatever step it waits at.
+    credential_tag: Mapped[str | None] = mapped_column(String(32), default=None)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # purged on each begin
 

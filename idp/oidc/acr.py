@@ -1,8 +1,8 @@
 """What authentication a request demands (OpenID Connect Core 1.0 §3.1.2.1, §5.5.1.1).
 
-Sources, in order: an ``acr`` claim in the ``claims`` parameter, the
-``acr_values`` parameter, the client's registered ``default_acr_values``; and
-an essential ``amr`` claim. An essential demand is met or refused
+Sources: an ``acr`` claim in the ``claims`` parameter, else the ``acr_values``
+parameter, never below the client's registered ``default_acr_values``; and an
+essential ``amr`` claim. An essential demand is met or refused
 (``unmet_authentication_requirements``), never lowered; a stronger level than
 asked for meets it. ``max_age=0`` with the second-factor level, or an
 essential ``amr`` naming ``otp``, asks for a code typed in this
@@ -56,26 +56,29 @@ def demand(
 
 
 def _acr_needs_mfa(params, claims_request, client: Client, levels: Mapping[str, str]) -> bool:
+    """The request's acr demand, never below the level the operator registered for the
+    client (``idp client add --acr``): a request cannot lower that floor."""
+    floor = _from_values(list(client.default_acr_values), levels)
     acr_claim = claim_spec(claims_request, "acr")
     wanted = _spec_values(acr_claim)
     if wanted:
         if acr_claim.get("essential") is True:
-            known = [v for v in wanted if v in levels.values()]
-            if not known:
+            wanted = [v for v in wanted if v in levels.values()]
+            if not wanted:
                 raise UnmetAuthenticationRequirements(
                     "None of the essential acr values is offered."
                 )
-            return _from_values(known, levels)
-        return _from_values(wanted, levels)
-    if requested := (params.get("acr_values") or "").split():
-        return _from_values(requested, levels)
-    return _from_values(list(client.default_acr_values), levels)
+        return floor or _from_values(wanted, levels)
+    requested = (params.get("acr_values") or "").split()
+    return floor or _from_values(requested, levels)
 
 
 def _amr_demand(claims_request: dict | None) -> tuple[bool, bool]:
-    """An essential ``amr`` claim → (second factor, typed code); any listed value met is
-    enough ("one of", Core §5.5.1), and every login here has a password step. "sms"
-    alone cannot be promised (the user may choose the e-mail): it is refused."""
+    """An essential ``amr`` claim → (second factor, code typed in this login); any listed
+    value met is enough ("one of", Core §5.5.1), and every login here has a password
+    step. ``otp`` asks for a code typed now, as ``max_age=0`` does, even in a session
+    that typed one before. "sms" alone cannot be promised (the user may choose the
+    e-mail): it is refused."""
     spec = claim_spec(claims_request, "amr")
     wanted = set(_spec_values(spec))
     if not wanted or spec.get("essential") is not True or "pwd" in wanted:
