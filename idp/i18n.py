@@ -24,3 +24,15 @@ def select_locale() -> str:
     if chosen := pick(request.args.get("ui_locales")):
         return chosen
     return request.accept_languages.best_match(SUPPORTED, default="fr") or "fr"
+
+
+def wait_message(seconds: int) -> str:
+    """ "Too many attempts", saying honestly how long to wait (whole minutes, rounded up)."""
+    from flask_babel import ngettext
+
+    minutes = max(1, -(-seconds // 60))
+    return ngettext(
+        "Too many attempts. Try again in %(num)d minute.",
+        "Too many attempts. Try again in %(num)d minutes.",
+        minutes,
+    )

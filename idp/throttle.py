@@ -1,14 +1,20 @@
 """Attempt limits kept in the database, shared by every worker and node.
 
-A key (``login:<identifier>``, ``login-ip:<hash>``) collects failures within a
-window; past the limit it is blocked until the window ends. Password and code
-failures use different keys, so one never spends the other's budget.
+A key (an account and an address, an account, an address, a user's codes)
+collects failures within a window; past the rule's free failures it is blocked,
+until the window ends or, with a ``delay``, for a pause that doubles with each
+further failure. Password and code failures use different keys, so one never
+spends the other's budget. Each block is audited once, when it starts, not at
+every refused attempt (SECURITY.md, "Throttling").
 """
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
+
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from . import clock
@@ -22,35 +28,95 @@ def address_key(prefix: str, ip: str | None) -> str:
     return f"{prefix}:{keyed_hash(secret, 'throttle-ip', ip or '-')[:40]}"
 
 
-def is_blocked(key: str) -> bool:
+@dataclass(frozen=True)
+class Rule:
+    """``free`` failures within ``window`` seconds; then blocked to the window's end or,
+    with ``delay``, for ``delay`` seconds doubling with each further failure (≤ ``max_delay``)."""
+
+    free: int
+    window: int
+    delay: int | None = None
+    max_delay: int | None = None
+
+    def block_until(self, count: int, now: int, window_start: int) -> int:
+        if count < self.free:
+            return 0
+        if self.delay is None:
+            return window_start + self.window
+        pause = self.delay * 2 ** min(count - self.free, 20)
+        return now + min(pause, self.max_delay or pause)
+
+
+def allowed_network(ip: str | None) -> bool:
+    """Addresses of ``[throttle] allow_networks`` (a hospital's own NAT) skip address limits."""
+    networks = current_app.config["IDP"]["throttle"]["allow_networks"]
+    if not ip or not networks:
+        return False
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in ipaddress.ip_network(net, strict=False) for net in networks)
+
+
+def wait_seconds(key: str) -> int:
+    """How long ``key`` is still blocked, in seconds (0: not blocked)."""
     row = db.session.get(Throttle, key)
-    return bool(row and row.blocked_until > clock.now())
+    return max(0, row.blocked_until - clock.now()) if row else 0
+
+
+def failures(key: str, window_seconds: int) -> int:
+    """Failures counted for ``key`` in its current window."""
+    row = db.session.get(Throttle, key)
+    if row is None or clock.now() - row.window_start >= window_seconds:
+        return 0
+    return row.count
+
+
+def is_blocked(key: str) -> bool:
+    return wait_seconds(key) > 0
 
 
 def register_failure(key: str, limit: int, window_seconds: int) -> bool:
     """Count one failure; return True when the key is now blocked."""
+    return count_failure(key, Rule(limit, window_seconds))[0] > 0
+
+
+def count_failure(key: str, rule: Rule) -> tuple[int, bool]:
+    """Count one failure: (seconds the key is now blocked for, whether this failure blocked it)."""
     try:
-        return _count(key, limit, window_seconds)
+        return _count(key, rule)
     except IntegrityError:  # another worker created the row first
         db.session.rollback()
-        return _count(key, limit, window_seconds)
+        return _count(key, rule)
 
 
-def _count(key: str, limit: int, window_seconds: int) -> bool:
+def _count(key: str, rule: Rule) -> tuple[int, bool]:
     now = clock.now()
     row = db.session.get(Throttle, key, with_for_update=True)
     if row is None:
         row = Throttle(key=key, window_start=now, count=0, blocked_until=0)
         db.session.add(row)
-    if now - row.window_start >= window_seconds:
+    if now - row.window_start >= rule.window and row.blocked_until <= now:
         row.window_start, row.count, row.blocked_until = now, 0, 0
+    was_blocked = row.blocked_until > now
     row.count += 1
-    if row.count >= limit:
-        row.blocked_until = row.window_start + window_seconds
+    row.blocked_until = max(row.blocked_until, rule.block_until(row.count, now, row.window_start))
     db.session.commit()
-    return row.blocked_until > now
+    wait = max(0, row.blocked_until - now)
+    return wait, wait > 0 and not was_blocked
 
 
 def reset(key: str) -> None:
     db.session.execute(update(Throttle).where(Throttle.key == key).values(count=0, blocked_until=0))
     db.session.commit()
+
+
+def clear(*keys: str, prefix: str = "") -> int:
+    """Delete the counters ``keys`` and every one starting with ``prefix`` (operator unlock)."""
+    condition = Throttle.key.in_(keys)
+    if prefix:
+        condition = or_(condition, Throttle.key.startswith(prefix, autoescape=True))
+    removed = db.session.execute(delete(Throttle).where(condition)).rowcount
+    db.session.commit()
+    return removed

@@ -6,6 +6,7 @@ is set; the schema comes from the Alembic migrations, as in production.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -130,6 +131,7 @@ class _Mailbox:
     def __init__(self):
         self.messages = []
         self.refuse = False
+        self.stall = 0.0  # seconds to sit on DATA before answering: a stalled server
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.refuse:
@@ -138,7 +140,11 @@ class _Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        import asyncio
         from email import message_from_bytes, policy
+
+        if self.stall:
+            await asyncio.sleep(self.stall)
 
         self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 Message accepted"
@@ -216,3 +222,32 @@ def sms_gateway(settings):
     yield gateway
     server.shutdown()
     server.server_close()
+
+
+def _toml(value) -> str:
+    if isinstance(value, dict):
+        raise TypeError
+    return json.dumps(value)
+
+
+@pytest.fixture
+def idp(settings, tmp_path):
+    """Run ``idp --config <file> …`` in-process; returns (exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from idp.cli import cli
+
+    path = tmp_path / "idp.toml"
+
+    def run(*args, input=None):
+        """Written at each call, so a test may change ``settings`` after asking for it."""
+        lines = [f"{k} = {_toml(v)}" for k, v in settings.items() if not isinstance(v, dict)]
+        for table, values in settings.items():
+            if isinstance(values, dict):
+                lines.append(f"[{table}]")
+                lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
+        path.write_text("\n".join(lines) + "\n")
+        result = CliRunner().invoke(cli, ["--config", str(path), *args], input=input)
+        return result.exit_code, result.stdout, result.stderr
+
+    return run

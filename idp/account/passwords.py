@@ -8,12 +8,18 @@ from typing import NamedTuple
 from flask import current_app
 from flask_babel import gettext as _
 
-from .. import audit, clock, throttle
-from ..auth import remember, sessions
-from ..auth.password import throttle_keys
-from ..delivery import DeliveryError
-from ..delivery.messages import send_password_changed
-from ..models import SsoSession, User
+from .. import audit, throttle
+from ..auth import otp, remember, sessions
+from ..auth.password import (
+    LoginThrottled,
+    account_prefix,
+    check_throttle,
+    counters,
+    register_failure,
+)
+from ..delivery import outbox
+from ..i18n import wait_message
+from ..models import SsoSession, User, db
 from ..passwords import verify_password
 from ..users import set_password
 from .policy import policy_errors
@@ -41,15 +47,13 @@ def new_password_errors(user: User, new: str, confirm: str) -> dict[str, list[st
 
 
 def notify_change(user: User) -> bool:
-    """The "if this was not you" e-mail; a delivery failure must not undo the change.
+    """The "if this was not you" e-mail, through the outbox: never lost, never blocking.
 
-    Returns whether the message was handed over, so an operator can be told."""
-    try:
-        send_password_changed(user)
-    except DeliveryError:
-        audit.record("mail.failed", user_id=user.id, kind="password_changed")
-        return False
-    return True
+    Returns whether it has left already (always true from a web request, where
+    it leaves right after; the ``idp`` command waits and can tell the operator)."""
+    outbox.enqueue("password_changed", user)
+    db.session.commit()
+    return outbox.send_soon()
 
 
 def sign_out_everywhere(user: User, reason: str) -> int:
@@ -86,6 +90,16 @@ def operator_set_password(
     return OperatorChange(ended, notify_change(user))
 
 
+def unlock_account(user: User) -> int:
+    """Clear every attempt counter of the account at once: passwords from every address,
+    codes, reset e-mails (``idp user unlock``, the operator console's ``unlock``)."""
+    removed = throttle.clear(
+        *otp.user_keys(user.id), f"reset-user:{user.id}", prefix=account_prefix(user.id) + ":"
+    )
+    audit.record("account.unlocked", user_id=user.id, counters=removed)
+    return removed
+
+
 def change_password(
     user: User,
     current: str,
@@ -97,13 +111,14 @@ def change_password(
     ip: str | None,
 ) -> int:
     """Check and store; returns how many other sessions were ended. Raises ``PasswordRefused``."""
-    ident_key, _ip_key = throttle_keys(user.username, ip)
-    if throttle.is_blocked(ident_key):
-        raise PasswordRefused({"current": [_("Too many attempts. Please wait a few minutes.")]})
+    keys = counters(user.username, user, ip)  # the same counters as the sign-in page
+    try:
+        check_throttle(keys)
+    except LoginThrottled as throttled:
+        raise PasswordRefused({"current": [wait_message(throttled.wait)]}) from None
     if not verify_password(user.password_hash, current):
-        conf = current_app.config["IDP"]["password"]
-        throttle.register_failure(ident_key, conf["max_failures"], conf["lockout_seconds"])
         audit.record("password.change_failed", user_id=user.id)
+        register_failure(keys, user.id)
         raise PasswordRefused({"current": [_("Your current password is incorrect.")]})
     if errors := new_password_errors(user, new, confirm):
         raise PasswordRefused(errors)
@@ -116,18 +131,3 @@ def change_password(
     audit.record("password.changed", user_id=user.id, logout_others=logout_others)
     notify_change(user)
     return ended
-
-
-def renew_password(user: User, new: str, confirm: str) -> None:
-    """P6: an expired password replaced right after the sign-in (just verified)."""
-    if errors := new_password_errors(user, new, confirm):
-        raise PasswordRefused(errors)
-    set_password(user, new)
-    audit.record("password.changed", user_id=user.id, reason="expired")
-    notify_change(user)
-
-
-def password_expired(user: User) -> bool:
-    """P6: past ``max_age_days`` the user is sent to the change page after signing in."""
-    days = current_app.config["IDP"]["password"]["max_age_days"]
-    return days > 0 and clock.now() - user.password_changed_at > days * 86400

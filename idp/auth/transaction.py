@@ -6,14 +6,38 @@ Stored server-side and bound to the browser through a random key in the
 
 from __future__ import annotations
 
-from flask import current_app, session
+from flask import current_app, request, session
 from sqlalchemy import delete, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
-from .. import clock
+from .. import audit, clock, throttle
 from ..crypto import random_token, sha256_hex
 from ..models import LoginTransaction, db
 
 STEPS = ("password", "channel", "otp", "renew")
+
+
+class TooManyLogins(Exception):
+    """This address started more logins this hour than ``[throttle] logins_started_per_hour``."""
+
+    def __init__(self, wait: int):
+        super().__init__(wait)
+        self.wait = max(1, wait)
+
+
+def _count_start() -> None:
+    """Each started login is a row: an address may start only so many per hour, so an
+    anonymous visitor costs a bounded number of rows (SECURITY.md, "Throttling")."""
+    ip = request.remote_addr
+    if throttle.allowed_network(ip):
+        return
+    key = throttle.address_key("tx-ip", ip)
+    if wait := throttle.wait_seconds(key):
+        raise TooManyLogins(wait)
+    limit = current_app.config["IDP"]["throttle"]["logins_started_per_hour"]
+    _, started = throttle.count_failure(key, throttle.Rule(limit, 3600))
+    if started:
+        audit.record("login.throttled", scope="logins_started")
 
 
 def _browser_key() -> str:
@@ -30,7 +54,9 @@ def begin(
     step: str = "password",
     **fields,
 ) -> str:
-    """Open a fresh transaction and return its id for the URL."""
+    """Open a fresh transaction and return its id for the URL; ``TooManyLogins`` past the
+    address's hourly budget."""
+    _count_start()
     now = clock.now()
     db.session.execute(delete(LoginTransaction).where(LoginTransaction.expires_at < now))
     tx_id = random_token(16)
@@ -85,9 +111,11 @@ def advance(tx: LoginTransaction, step: str, **fields) -> bool:
     if moved.rowcount != 1:
         db.session.expire(tx)
         return False
-    tx.step = step
+    # What the UPDATE wrote, set as committed state: nothing left for an autoflush to
+    # write back later, unconditionally, over a racing request's move.
+    set_committed_value(tx, "step", step)
     for name, value in fields.items():
-        setattr(tx, name, value)
+        set_committed_value(tx, name, value)
     return True
 
 

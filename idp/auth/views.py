@@ -20,6 +20,7 @@ from flask_babel import gettext as _
 from flask_babel import refresh
 
 from .. import clock, i18n
+from ..web import error_page
 from . import flow, otp, remember, sessions, transaction
 from .forms import ChannelForm, CodeForm, PasswordForm
 from .password import LoginFailed, LoginThrottled, check_credentials
@@ -31,6 +32,12 @@ bp = Blueprint("auth", __name__)
 def _register(state) -> None:
     sessions.init_app(state.app)
     state.app.after_request(remember.write_cookie)
+
+
+@bp.app_errorhandler(transaction.TooManyLogins)
+def _too_many_logins(busy: transaction.TooManyLogins):
+    body, status = error_page(_("Too many sign-ins"), i18n.wait_message(busy.wait), 429)
+    return body, status, {"Retry-After": str(busy.wait)}
 
 
 def _use_request_locale(tx) -> None:
@@ -66,19 +73,21 @@ def login():
     form = PasswordForm()
     if request.method == "GET" and tx.login_hint:
         form.username.data = tx.login_hint
-    error, status = None, 200
+    error, status, retry_after = None, 200, None
     if form.validate_on_submit():
         try:
             user = check_credentials(form.username.data, form.password.data, request.remote_addr)
         except LoginFailed:
             error = _("Incorrect identifier or password.")
-        except LoginThrottled:
-            error, status = _("Too many attempts. Please wait a few minutes and try again."), 429
+        except LoginThrottled as throttled:
+            error, status = i18n.wait_message(throttled.wait), 429
+            retry_after = throttled.wait
         else:
             return flow.after_password(tx, tx_id, user, clock.now())
     elif request.method == "POST":
         status = 400
-    return render_template("auth/login.html", form=form, tx=tx_id, error=error), status
+    page = render_template("auth/login.html", form=form, tx=tx_id, error=error)
+    return page, status, ({"Retry-After": str(retry_after)} if retry_after else {})
 
 
 @bp.route("/login/channel", methods=["GET", "POST"])
