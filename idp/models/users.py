@@ -24,6 +24,10 @@ class User(db.Model):
     subject: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
     username: Mapped[str] = mapped_column(String(150), unique=True)
     email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    # Comparison keys (NFKC + case folding, ``idp.users.identity_key``): look-alike
+    # names cannot coexist. Null only where the 0003 migration found a collision.
+    username_key: Mapped[str | None] = mapped_column(String(600), unique=True, default=None)
+    email_key: Mapped[str | None] = mapped_column(String(1000), unique=True, default=None)
     name: Mapped[str] = mapped_column(String(200), default="")
     given_name: Mapped[str] = mapped_column(String(100), default="")
     family_name: Mapped[str] = mapped_column(String(100), default="")
