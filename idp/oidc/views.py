@@ -10,6 +10,7 @@ from ..extensions import csrf
 from . import authorize as authz
 from .acr import AcrDemand
 from .discovery import provider_metadata
+from .keys import JWKS_MAX_AGE
 from .server import oidc
 
 bp = Blueprint("oidc", __name__)
@@ -28,7 +29,7 @@ def discovery():
 @bp.get("/jwks.json")
 def jwks():
     response = jsonify(oidc().keyring.public_jwks())
-    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
     return response
 
 

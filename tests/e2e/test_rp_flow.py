@@ -210,17 +210,28 @@ def test_key_rotation_old_tokens_verify_new_tokens_use_new_kid(provider, agent, 
     old_header, _ = rp.verify_id_token(token["id_token"], request)
     old_kid = old_header["kid"]
 
-    output = provider.cli("keys", "rotate")
-    new_kid = next(
-        line.split(":", 1)[1].split()[0] for line in output.splitlines() if line.startswith("RS256")
-    )
-    assert new_kid != old_kid
+    def rotate(*options: str) -> str:
+        output = provider.cli("keys", "rotate", *options)
+        return next(
+            line.split(":", 1)[1].split()[0]
+            for line in output.splitlines()
+            if line.startswith("RS256")
+        )
 
+    staged_kid = rotate()
     # Both workers pick the rotation up without a restart (keys.json mtime check):
-    # several requests, so that each worker answers some.
+    # several requests, so that each worker answers some. A staged key is
+    # published at once and does not sign yet (RPs' cached JWKS must know it first).
     for _ in range(4):
         kids = {key["kid"] for key in provider.jwks()["keys"]}
-        assert {old_kid, new_kid} <= kids
+        assert {old_kid, staged_kid} <= kids
+        request, token = rp.login(agent)
+        assert rp.verify_id_token(token["id_token"], request)[0]["kid"] == old_kid
+
+    new_kid = rotate("--now")  # as for a compromised key: signs at once
+    assert new_kid not in (old_kid, staged_kid)
+    for _ in range(4):
+        assert {old_kid, new_kid} <= {key["kid"] for key in provider.jwks()["keys"]}
     rp.verify_id_token(token["id_token"], request)  # signed before, still verifies
     for _ in range(4):
         request, token = rp.login(agent)  # SSO: no password, a new code each time
