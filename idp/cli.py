@@ -116,11 +116,13 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
 @cli.command()
 @click.pass_context
 def purge(ctx: click.Context) -> None:
-    """Delete codes, tokens, sessions and throttles expired for more than a day."""
-    from .maintenance import purge_expired
+    """Delete state expired for more than a day, and audit rows past their retention."""
+    from .maintenance import purge_audit, purge_expired
 
-    with _app(ctx).app_context():
+    app = _app(ctx)
+    with app.app_context():
         counts = purge_expired()
+        counts["audit_events"] = purge_audit(app.config["IDP"]["audit"]["retention_days"])
     click.echo(", ".join(f"{name}: {count}" for name, count in counts.items()))
 
 

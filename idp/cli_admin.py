@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -122,12 +123,32 @@ def user_set_password(ctx, username, password_stdin, keep_sessions):
         except PasswordRefused as exc:
             _fail("password refused: " + " ".join(exc.errors.get("new", [])))
     if not change.notified:
-        click.echo(f"warning: the notice e-mail to {username} could not be sent", err=True)
+        click.echo(
+            f"warning: the notice e-mail to {username} could not be sent yet;"
+            " the provider retries it for two days",
+            err=True,
+        )
     if keep_sessions:
         click.echo(f"password of {username} changed; sessions and tokens kept")
     else:
         ended = change.sessions_ended
         click.echo(f"password of {username} changed; {ended} session(s) ended, tokens revoked")
+
+
+@user.command("unlock")
+@click.argument("username")
+@click.pass_context
+def user_unlock(ctx, username):
+    """Clear every attempt counter of an account (passwords from every address, codes)."""
+    from .account.passwords import unlock_account
+    from .users import find_by_username
+
+    with _app(ctx).app_context():
+        account = find_by_username(username)
+        if account is None:
+            _fail(f"no user {username!r}")
+        removed = unlock_account(account)
+    click.echo(f"user {username} unlocked ({removed} counter(s) cleared)")
 
 
 @user.command("disable")
@@ -259,9 +280,14 @@ def keys() -> None:
 
 
 @keys.command("rotate")
+@click.option(
+    "--now",
+    is_flag=True,
+    help="Sign with the new keys at once (a compromised key); RPs may need to refetch the JWKS.",
+)
 @click.pass_context
-def keys_rotate(ctx):
-    """Make new active keys; old ones stay published until their tokens expire."""
+def keys_rotate(ctx, now):
+    """Stage new keys: published at once, signing once cached JWKS have expired."""
     from .oidc.keys import rotate_keys
     from .oidc.server import oidc
 
@@ -269,8 +295,14 @@ def keys_rotate(ctx):
     with app.app_context():
         tokens = app.config["IDP"]["tokens"]
         keep = max(tokens["id_token_seconds"], tokens["access_token_seconds"]) + 86400
-        new = rotate_keys(oidc().keyring.directory, keep)
-    click.echo("\n".join(f"{alg}: {kid} (active)" for alg, kid in new.items()))
+        staged = rotate_keys(
+            oidc().keyring.directory, keep, **({"stage_seconds": 0} if now else {})
+        )
+    lines = []
+    for alg, entry in staged.items():
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(entry["active_at"]))
+        lines.append(f"{alg}: {entry['kid']} (published now, signs from {when})")
+    click.echo("\n".join(lines))
 
 
 @keys.command("list")

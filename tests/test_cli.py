@@ -8,31 +8,6 @@ from click.testing import CliRunner
 from idp.cli import cli
 
 
-def _toml(value) -> str:
-    if isinstance(value, dict):
-        raise TypeError
-    return json.dumps(value)
-
-
-@pytest.fixture
-def idp(settings, tmp_path):
-    """Run ``idp --config <file> …`` in-process; returns (exit code, stdout, stderr)."""
-    lines = []
-    tables = {k: v for k, v in settings.items() if isinstance(v, dict)}
-    lines += [f"{k} = {_toml(v)}" for k, v in settings.items() if not isinstance(v, dict)]
-    for table, values in tables.items():
-        lines.append(f"[{table}]")
-        lines += [f"{k} = {_toml(v)}" for k, v in values.items()]
-    path = tmp_path / "idp.toml"
-    path.write_text("\n".join(lines) + "\n")
-
-    def run(*args, input=None):
-        result = CliRunner().invoke(cli, ["--config", str(path), *args], input=input)
-        return result.exit_code, result.stdout, result.stderr
-
-    return run
-
-
 def test_init_is_idempotent(idp):
     assert idp("init")[0] == 0
     assert idp("init")[0] == 0
@@ -151,9 +126,15 @@ def own_keys(settings, tmp_path):
 def test_keys_list_and_rotate(own_keys, idp):
     rows = json.loads(idp("keys", "list", "--json")[1])["keys"]
     assert {r["status"] for r in rows} == {"active"}
-    assert idp("keys", "rotate")[0] == 0
+    code, out, _ = idp("keys", "rotate")
+    assert code == 0 and "published now, signs from" in out
+    rows = json.loads(idp("keys", "list", "--json")[1])["keys"]
+    assert sum(r["status"] == "staged" for r in rows) == 2
+    assert sum(r["status"] == "active" for r in rows) == 2
+    assert idp("keys", "rotate", "--now")[0] == 0  # a compromised key: replaced at once
     rows = json.loads(idp("keys", "list", "--json")[1])["keys"]
     assert sum(r["status"] == "retired" for r in rows) == 2
+    assert not any(r["status"] == "staged" for r in rows)
 
 
 def test_missing_config_file_is_one_line(tmp_path):
@@ -180,6 +161,40 @@ def test_purge_deletes_only_what_expired_more_than_a_day_ago(app, idp, frozen_cl
         assert db.session.scalars(db.select(Token)).all() == []
         assert db.session.scalars(db.select(AuthorizationCode)).all() == []
         assert db.session.scalars(db.select(SsoSession)).all() == []
+
+
+def test_purge_deletes_audit_rows_past_their_retention_in_batches(
+    app, idp, frozen_clock, monkeypatch
+):
+    from idp import maintenance
+    from idp.audit import record
+    from idp.models import AuditEvent, db
+
+    monkeypatch.setattr(maintenance, "AUDIT_BATCH", 3)
+    with app.app_context():
+        for _ in range(7):
+            record("login.failed")
+    frozen_clock.advance(364 * 86400)
+    with app.app_context():
+        record("login.failed")  # a recent one
+    assert "audit_events: 0" in idp("purge")[1]
+    frozen_clock.advance(2 * 86400)  # the first seven are now past 365 days
+    assert "audit_events: 7" in idp("purge")[1]
+    with app.app_context():
+        assert len(db.session.scalars(db.select(AuditEvent)).all()) == 1
+
+
+def test_purge_with_zero_retention_deletes_every_past_audit_row(settings, app, idp, frozen_clock):
+    from idp.audit import record
+    from idp.models import AuditEvent, db
+
+    settings["audit"] = {"retention_days": 0}
+    with app.app_context():
+        record("login.failed")
+    frozen_clock.advance(1)
+    assert "audit_events: 1" in idp("purge")[1]
+    with app.app_context():
+        assert db.session.scalars(db.select(AuditEvent)).all() == []
 
 
 # -- idp user set-password: the operator replaces a (maybe stolen) password --------
@@ -290,7 +305,7 @@ def test_set_password_stands_when_the_notice_cannot_be_sent(signed_in, smtp, app
     assert _silent(browser).get("error") == "login_required"
     assert _userinfo(browser, tokens).status_code == 401
     events = _audit(app)
-    assert ("mail.failed", {"kind": "password_changed"}) in events
+    assert ("mail.failed", {"kind": "password_changed", "attempt": 1}) in events
     assert ("password.changed", {"reason": "operator", "keep_sessions": False}) in events
 
 

@@ -13,7 +13,7 @@ import urllib.request
 
 from flask import current_app
 
-from . import DeliveryError
+from . import DeliveryError, DeliverySlow
 
 log = logging.getLogger("idp.delivery")
 
@@ -34,7 +34,12 @@ def send_sms(to: str, text: str) -> None:
     except urllib.error.HTTPError as exc:
         status = exc.code
         exc.close()
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+    except (urllib.error.URLError, OSError) as exc:  # TimeoutError is an OSError
+        reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            # The gateway may still deliver it: the caller keeps the code valid.
+            log.error("sms gateway did not answer within %s s", conf["timeout_seconds"])
+            raise DeliverySlow("sms") from exc
         log.error("sms gateway unreachable: %s", type(exc).__name__)
         raise DeliveryError("sms") from exc
     if not 200 <= status < 300:

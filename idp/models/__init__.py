@@ -25,6 +25,8 @@ from .account import PasswordResetToken  # noqa: E402
 from .audit import AuditEvent, Throttle  # noqa: E402
 from .clients import Client  # noqa: E402
 from .mfa import OtpChallenge, RememberedBrowser  # noqa: E402
+from .outbox import OutboxMessage  # noqa: E402
+from .phone import PhoneChange  # noqa: E402
 from .sessions import LoginTransaction, SsoSession  # noqa: E402
 from .tokens import AuthorizationCode, Token  # noqa: E402
 from .users import User  # noqa: E402
@@ -35,7 +37,9 @@ __all__ = [
     "Client",
     "LoginTransaction",
     "OtpChallenge",
+    "OutboxMessage",
     "PasswordResetToken",
+    "PhoneChange",
     "RememberedBrowser",
     "SsoSession",
     "Throttle",
@@ -47,15 +51,34 @@ __all__ = [
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """WAL and a busy timeout let gunicorn workers share one SQLite file safely."""
+    """WAL and a busy timeout let gunicorn workers share one SQLite file safely.
+
+    The database file is made private (0600) first, whatever the umask that
+    created it: SQLite then gives the -wal and -shm files it creates the same
+    mode. Ones left readable by an older run are made private too.
+    """
     import sqlite3
 
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
+        _make_files_private(cursor)
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+
+def _make_files_private(cursor) -> None:
+    from ..config import make_private
+
+    for _seq, _name, path in cursor.execute("PRAGMA database_list").fetchall():
+        if not path:  # in memory, or the temp database
+            continue
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                make_private(path + suffix)
+            except FileNotFoundError:
+                pass  # no such file now (-wal and -shm come and go)
 
 
 def _install_sqlite_pragmas() -> None:

@@ -1,0 +1,162 @@
+"""A durable outbox for notices (SECURITY.md, "Resilience").
+
+A notice ("your password was changed", "your backup phone changed") is a row
+written in the same database transaction as the change it reports, so it can
+never be lost, and is sent *after* the request by a helper thread, so a slow or
+dead mail server never holds a page nor turns a success into an error. Failed
+attempts are retried with growing delays for two days; each worker of each
+node may send, one at a time per message (a conditional claim).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from flask import Flask, current_app, has_request_context
+from sqlalchemy import select, update
+
+from .. import audit, clock
+from ..models import OutboxMessage, User, db
+from . import DeliveryError, messages
+
+log = logging.getLogger("idp.delivery")
+
+NOTICES = ("password_changed", "phone_changed")  # messages.send_<kind>(user, **payload)
+RETRY_DELAYS = (60, 300, 900, 3600)  # then hourly
+MAX_ATTEMPTS = 50  # about two days
+CLAIM_SECONDS = 120  # longer than any hand-over (mail time-out)
+_poller_lock = threading.Lock()
+_poller_running = False
+_wake = threading.Event()
+_looked = False  # this process started its poller once
+
+
+def init_app(app: Flask) -> None:
+    """Each serving process looks for notices left waiting (a restart, the ``idp``
+    command, a mail outage) at its first request."""
+    if not app.config.get("TESTING"):
+        app.before_request(_first_request)
+
+
+def _first_request() -> None:
+    global _looked
+    if not _looked:
+        _looked = True
+        _start_poller(current_app._get_current_object())
+
+
+def enqueue(kind: str, user: User, **payload: str) -> None:
+    """Add a notice to the caller's transaction (its commit makes it durable)."""
+    assert kind in NOTICES, kind
+    db.session.add(OutboxMessage(kind=kind, user_id=user.id, payload=payload))
+
+
+def send_soon() -> bool:
+    """After the commit: deliver in the background. Outside a request (the ``idp``
+    command) or in tests, wait for it; returns whether nothing is left to send."""
+    app = current_app._get_current_object()
+    wait = not has_request_context() or app.config.get("TESTING")
+    if wait:
+        deliver_pending()
+        return not _pending()
+    _start_poller(app)
+    return True
+
+
+def deliver_pending(limit: int = 50) -> int:
+    """Send the notices that are due; returns how many were handed over."""
+    now = clock.now()
+    due = db.session.scalars(
+        select(OutboxMessage.id)
+        .where(
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.gave_up.is_(False),
+            OutboxMessage.next_attempt_at <= now,
+            OutboxMessage.claimed_until <= now,
+        )
+        .order_by(OutboxMessage.next_attempt_at)
+        .limit(limit)
+    ).all()
+    return sum(_deliver(message_id, now) for message_id in due)
+
+
+def _deliver(message_id: int, now: int) -> bool:
+    claimed = db.session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.sent_at.is_(None),
+            OutboxMessage.claimed_until <= now,
+        )
+        .values(claimed_until=now + CLAIM_SECONDS, attempts=OutboxMessage.attempts + 1)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if claimed.rowcount != 1:
+        return False  # another worker has it
+    row = db.session.get(OutboxMessage, message_id, populate_existing=True)
+    user = db.session.get(User, row.user_id)
+    try:
+        getattr(messages, f"send_{row.kind}")(user, **row.payload)
+    except DeliveryError as exc:
+        _failed(row, type(exc).__name__)
+        return False
+    row.sent_at, row.claimed_until = clock.now(), 0
+    db.session.commit()
+    return True
+
+
+def _failed(row: OutboxMessage, reason: str) -> None:
+    delay = RETRY_DELAYS[min(row.attempts - 1, len(RETRY_DELAYS) - 1)]
+    row.next_attempt_at, row.claimed_until, row.last_error = clock.now() + delay, 0, reason
+    row.gave_up = row.attempts >= MAX_ATTEMPTS
+    audit.record(
+        "mail.failed", user_id=row.user_id, commit=False, kind=row.kind, attempt=row.attempts
+    )
+    db.session.commit()
+    log.warning("notice %s not sent (attempt %d), retry in %d s", row.kind, row.attempts, delay)
+
+
+def _pending() -> int:
+    return (
+        db.session.query(OutboxMessage)
+        .filter(OutboxMessage.sent_at.is_(None), OutboxMessage.gave_up.is_(False))
+        .count()
+    )
+
+
+def _start_poller(app: Flask) -> None:
+    """One thread per process delivers, then keeps retrying while notices wait."""
+    global _poller_running
+    with _poller_lock:
+        _wake.set()  # a running poller looks again before it may stop
+        if _poller_running:
+            return
+        _poller_running = True
+    threading.Thread(target=_poll, args=(app,), name="outbox", daemon=True).start()
+
+
+def _poll(app: Flask) -> None:
+    global _poller_running
+    try:
+        with app.app_context():
+            while True:
+                _wake.clear()
+                deliver_pending()
+                soonest = db.session.scalars(
+                    select(OutboxMessage.next_attempt_at)
+                    .where(OutboxMessage.sent_at.is_(None), OutboxMessage.gave_up.is_(False))
+                    .order_by(OutboxMessage.next_attempt_at)
+                    .limit(1)
+                ).first()
+                db.session.remove()
+                with _poller_lock:
+                    if soonest is None and not _wake.is_set():
+                        _poller_running = False
+                        return
+                _wake.wait(60 if soonest is None else min(60, max(1, soonest - clock.now())))
+    except Exception:  # noqa: BLE001 - a background thread logs, never dies silently
+        log.exception("outbox delivery failed")
+        with _poller_lock:
+            _poller_running = False
