@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Flask
 
-from .config import load_settings, resolve_secret_key
+from .config import load_settings, make_private, private_directory, resolve_secret_key
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ROOT_DIR = PACKAGE_DIR.parent
@@ -36,6 +36,7 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     from . import logs, web
+    from .delivery import outbox
     from .extensions import babel, csrf, mail, migrate
     from .i18n import select_locale
     from .models import db
@@ -53,6 +54,7 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
     )
     oidc_server.init_app(app)
     web.init_app(app)
+    outbox.init_app(app)
 
     from .account.views import bp as account_bp
     from .account.views import recovery_bp
@@ -74,7 +76,7 @@ def _templates_dir() -> Path:
 
 def _flask_config(settings: dict) -> dict:
     secure = settings["issuer"].startswith("https://")
-    database_url = _database_url(settings["database"]["url"])
+    database_url = _database_url(settings["database"]["url"], settings["instance_dir"])
     mail = settings["mail"]
     return {
         "SECRET_KEY": resolve_secret_key(settings),
@@ -109,15 +111,29 @@ def _engine_options(url: str) -> dict:
     return {"pool_pre_ping": True}
 
 
-def _database_url(url: str) -> str:
+def _database_url(url: str, instance_dir: str) -> str:
     """Relative SQLite paths are taken from the working directory, as DESIGN.md shows.
 
     (Flask-SQLAlchemy would otherwise put them under the instance folder.)
+    The database file is created here, mode 0600, before SQLite would create it
+    under the umask; SQLite gives its -wal and -shm files the database's mode.
+    Its folder is made 0700 when it is the instance folder or is created here.
     """
     prefix = "sqlite:///"
     if not url.startswith(prefix) or ":memory:" in url:
         return url
     raw, sep, query = url[len(prefix) :].partition("?")
     path = Path(raw) if Path(raw).is_absolute() else Path.cwd() / raw
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = path.parent
+    if not folder.exists() or folder.resolve() == Path(instance_dir).resolve():
+        private_directory(folder)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        make_private(path)  # and on every connection, -wal and -shm too (idp.models)
+    else:
+        try:
+            os.fchmod(fd, 0o600)
+        finally:
+            os.close(fd)
     return f"{prefix}{path}{sep}{query}"

@@ -7,8 +7,10 @@ the application with a message naming the key (STYLE.md convention 2).
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 import secrets
+import stat
 import time
 import tomllib
 from collections.abc import Mapping
@@ -31,6 +33,7 @@ DEFAULTS: dict[str, Any] = {
         "username": "",
         "password": "",
         "sender": "Portail de santé <no-reply@example.org>",
+        "timeout_seconds": 10.0,
     },
     "sms": {"backend": "console", "url": "", "token": "", "timeout_seconds": 5.0},
     "mfa": {
@@ -57,6 +60,13 @@ DEFAULTS: dict[str, Any] = {
     },
     "session": {"sso_hours": 10, "login_minutes": 30},
     "acr": {"pwd": "urn:idp:acr:pwd", "mfa": "urn:idp:acr:2fa"},
+    "audit": {"retention_days": 365},
+    "throttle": {
+        "account_failures_per_hour": 30,
+        "address_failures_per_hour": 300,
+        "allow_networks": [],
+        "logins_started_per_hour": 1000,
+    },
     "log_level": "INFO",
 }
 
@@ -171,35 +181,85 @@ def _check_values(settings: dict) -> None:
         ("tokens.id_token_seconds", settings["tokens"]["id_token_seconds"]),
         ("tokens.code_seconds", settings["tokens"]["code_seconds"]),
         ("session.sso_hours", settings["session"]["sso_hours"]),
+        ("mail.timeout_seconds", settings["mail"]["timeout_seconds"]),
+        ("sms.timeout_seconds", settings["sms"]["timeout_seconds"]),
+        ("password.max_failures", settings["password"]["max_failures"]),
+        ("password.lockout_seconds", settings["password"]["lockout_seconds"]),
+        ("throttle.account_failures_per_hour", settings["throttle"]["account_failures_per_hour"]),
+        ("throttle.address_failures_per_hour", settings["throttle"]["address_failures_per_hour"]),
+        ("throttle.logins_started_per_hour", settings["throttle"]["logins_started_per_hour"]),
     ]
     for name, value in positive:
         if value <= 0:
             raise ConfigError(f"{name}: must be positive")
+    for network in settings["throttle"]["allow_networks"]:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"throttle.allow_networks: not a network: {network!r}") from None
+    if settings["audit"]["retention_days"] < 0:
+        raise ConfigError("audit.retention_days: must not be negative")
     if settings["trusted_proxies"] < 0:
         raise ConfigError("trusted_proxies: must not be negative")
     if settings["password"]["max_age_days"] < 0 or settings["tokens"]["refresh_token_days"] < 0:
         raise ConfigError("password.max_age_days / tokens.refresh_token_days: must not be negative")
+    if not settings["secret_key"] and not is_sqlite(settings["database"]["url"]):
+        # A key generated per node would break codes, throttles and forms across nodes.
+        raise ConfigError(
+            "secret_key: required with a shared (non-SQLite) database, the same on every"
+            " node: set secret_key or $IDP_SECRET_KEY"
+        )
+
+
+def is_sqlite(url: str) -> bool:
+    """``sqlite://…`` or ``sqlite+driver://…``: one node, whose local files are its state."""
+    return url.partition(":")[0].partition("+")[0].strip().lower() == "sqlite"
 
 
 def resolve_secret_key(settings: dict) -> str:
     """Use the configured secret, else one kept in ``instance/secret_key`` (0600).
 
     The file lets every gunicorn worker and every restart share one key without
-    a secret in code; production sets ``secret_key`` or ``$IDP_SECRET_KEY``.
+    a secret in code. Only a SQLite (single node) set-up gets there: with a
+    shared database ``_check_values`` requires ``secret_key`` or ``$IDP_SECRET_KEY``.
     """
     if settings["secret_key"]:
         return settings["secret_key"]
-    directory = Path(settings["instance_dir"])
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = private_directory(settings["instance_dir"])
     path = directory / "secret_key"
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
+        make_private(path)
         for _ in range(50):  # another worker may be writing it right now
             if key := path.read_text().strip():
                 return key
             time.sleep(0.02)
         raise ConfigError(f"secret_key: {path} is empty") from None
     with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)
         handle.write(secrets.token_urlsafe(48))
     return path.read_text().strip()
+
+
+def private_directory(path: str | os.PathLike) -> Path:
+    """Create ``path`` with mode 0700, or take group and other access away from it.
+
+    ``mkdir``'s mode is filtered by the umask; ``chmod`` is not, so the result
+    does not depend on the umask of whoever started the process.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(mode=0o700, parents=True)
+    except FileExistsError:
+        make_private(path)
+    else:
+        os.chmod(path, 0o700)
+    return path
+
+
+def make_private(path: str | os.PathLike) -> None:
+    """Take group and other permissions away from an existing file or directory."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        os.chmod(path, mode & 0o700)

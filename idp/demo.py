@@ -77,10 +77,11 @@ def seed(app: Flask) -> str:
 
 def _save_rp_secret(app: Flask, secret: str | None) -> None:
     import os
-    from pathlib import Path
 
-    path = Path(app.instance_path) / "demo-rp.secret"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .config import private_directory
+
+    path = private_directory(app.instance_path) / "demo-rp.secret"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
+        os.fchmod(fd, 0o600)  # whatever the umask, or the mode of an older file
         handle.write(secret or "")
