@@ -14,7 +14,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from flask import current_app
-from sqlalchemy import delete, or_, update
+from sqlalchemy import case, delete, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from . import clock
@@ -105,6 +105,52 @@ def _count(key: str, rule: Rule) -> tuple[int, bool]:
     db.session.commit()
     wait = max(0, row.blocked_until - now)
     return wait, wait > 0 and not was_blocked
+
+
+def take(key: str, limit: int, window_seconds: int) -> bool:
+    """Take one unit of a budget of ``limit`` per window, or False once it is spent.
+
+    Conditional UPDATEs (``WHERE count < limit``), not a read then a write: on
+    SQLite as on PostgreSQL parallel requests never take more than ``limit``."""
+    now = clock.now()
+    for _ in range(2):
+        if _take_in_window(key, limit, window_seconds, now):
+            return True
+        restarted = db.session.execute(
+            update(Throttle)
+            .where(Throttle.key == key, Throttle.window_start <= now - window_seconds)
+            .values(window_start=now, count=1, blocked_until=0)
+        )
+        db.session.commit()
+        if restarted.rowcount == 1:
+            return True
+        db.session.add(Throttle(key=key, window_start=now, count=1, blocked_until=0))
+        try:
+            db.session.commit()
+            return True
+        except IntegrityError:  # it exists: full, or another request created it just now
+            db.session.rollback()
+    return False
+
+
+def _take_in_window(key: str, limit: int, window_seconds: int, now: int) -> bool:
+    taken = db.session.execute(
+        update(Throttle)
+        .where(
+            Throttle.key == key,
+            Throttle.window_start > now - window_seconds,
+            Throttle.count < limit,
+        )
+        .values(
+            count=Throttle.count + 1,
+            blocked_until=case(
+                (Throttle.count + 1 >= limit, Throttle.window_start + window_seconds),
+                else_=Throttle.blocked_until,
+            ),
+        )
+    )
+    db.session.commit()
+    return taken.rowcount == 1
 
 
 def reset(key: str) -> None:

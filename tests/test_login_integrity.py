@@ -240,3 +240,42 @@ def test_an_authorization_code_not_yet_redeemed_dies_with_an_operator_reset(logi
     query = login.login_through("second", username="alice")
     _operator_resets(app, "alice")
     assert login.exchange(query["code"], "second", secret).status_code == 400
+
+
+# -- code budgets: taken before sending --------------------------------------------
+
+
+def test_the_hourly_code_budget_holds_under_parallel_sends(login, app):
+    from idp.auth import otp
+
+    with app.app_context():
+        user_id = find_by_username("dora").id
+    taken, barrier = [], threading.Barrier(8)
+
+    def send_many() -> None:
+        with app.app_context():
+            barrier.wait()
+            for _ in range(3):
+                taken.append(otp.take_send(user_id))
+
+    threads = [threading.Thread(target=send_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert taken.count(True) == otp.USER_SENDS and len(taken) == 24
+
+
+def test_failed_sends_count_in_the_logins_budget(smtp, sms_gateway, app, client):
+    with app.app_context():
+        make_user("chloe", roles=["patient_data"], backup_phone="+33612345678")
+        make_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    login = LoginActions(client)
+    sms_gateway.status = 502
+    channel_url = login.submit_password(login.authorize().location, "chloe").location
+    for _ in range(5):  # a failed send may be retried at once, but it counts
+        otp_url = login.choose_channel(channel_url, "sms").location
+        assert "could not be sent" in login.client.get(otp_url).text
+    login.choose_channel(channel_url, "sms")
+    assert "Too many codes were sent" in login.client.get(otp_url).text

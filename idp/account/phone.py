@@ -25,7 +25,7 @@ from sqlalchemy.orm.exc import ObjectDeletedError
 from .. import audit, clock
 from ..auth import otp
 from ..crypto import random_token
-from ..delivery import DeliveryError
+from ..delivery import DeliveryError, DeliverySlow
 from ..delivery.messages import send_phone_changed, send_phone_code
 from ..models import PhoneChange, SsoSession, User, db
 from ..phones import PhoneError, normalize_mobile
@@ -200,28 +200,25 @@ def _send(user: User, row: PhoneChange) -> None:
     Reserved first by ``otp.claim_send`` (cooldown and per-change budget in its
     ``WHERE``), counted in the user's hourly budget shared with login codes.
     """
-    if not otp.may_send(user.id):
-        audit.record("phone.throttled", user_id=user.id, step=row.step)
-        raise otp.ResendLimit()
     now = clock.now()
     previous_sent_at = row.sent_at
     if not otp.claim_send(PhoneChange, row.id, now, *_this(row)):
         raise otp.ResendTooSoon(otp.RESEND_COOLDOWN)
+    if not otp.take_send(user.id):
+        _unclaim(row, now, previous_sent_at)
+        audit.record("phone.throttled", user_id=user.id, step=row.step)
+        raise otp.ResendLimit()
     code = otp.new_code()
     try:
         if row.step == SMS:
             send_phone_code(user, code, sms_to=row.phone)
         else:
             send_phone_code(user, code, shown_phone=shown(row.phone))
+    except DeliverySlow:
+        pass  # it may still arrive: the code is stored and stays valid for its lifetime
     except DeliveryError:
-        db.session.execute(  # the user may retry at once (the attempt still counts in sends)
-            update(PhoneChange)
-            .where(PhoneChange.id == row.id, PhoneChange.sent_at == now, *_this(row))
-            .values(sent_at=previous_sent_at)
-            .execution_options(synchronize_session=False)
-        )
-        audit.record("phone.delivery_failed", user_id=user.id, commit=False, step=row.step)
-        db.session.commit()
+        _unclaim(row, now, previous_sent_at)  # the attempt still counts in sends
+        audit.record("phone.delivery_failed", user_id=user.id, step=row.step)
         raise
     ttl = current_app.config["IDP"]["mfa"]["otp_ttl_seconds"]
     db.session.execute(
@@ -232,7 +229,17 @@ def _send(user: User, row: PhoneChange) -> None:
     )
     audit.record("phone.code_sent", user_id=user.id, commit=False, step=row.step)
     db.session.commit()
-    otp.count_send(user.id)
+
+
+def _unclaim(row: PhoneChange, now: int, previous_sent_at: int) -> None:
+    """Nothing was sent: the user may retry at once."""
+    db.session.execute(
+        update(PhoneChange)
+        .where(PhoneChange.id == row.id, PhoneChange.sent_at == now, *_this(row))
+        .values(sent_at=previous_sent_at)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
 
 
 def _check(user: User, row: PhoneChange, code: str) -> bool:

@@ -17,7 +17,7 @@ from flask import current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
 from .. import audit
-from ..delivery import DeliveryError, outbox
+from ..delivery import DeliveryError, DeliverySlow, outbox
 from ..models import LoginTransaction, SsoSession, User, db
 from ..oidc import authorize
 from ..oidc.acr import user_requires_mfa
@@ -94,6 +94,15 @@ def send_code_or_explain(tx: LoginTransaction, user: User, channel: str) -> bool
     """Send a code; on failure flash why (shown on the code page) instead of raising."""
     try:
         otp.send_code(tx, user, channel)
+    except DeliverySlow:
+        flash(
+            _(
+                "Sending is taking longer than expected: the code may arrive in a few minutes,"
+                " and stays valid until then. If nothing arrives, ask for a new code."
+            ),
+            "info",
+        )
+        return True
     except DeliveryError:
         flash(_("The code could not be sent. Try again, or choose another way."), "error")
     except otp.ResendTooSoon as wait:

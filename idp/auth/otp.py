@@ -5,7 +5,7 @@ cannot exceed the cap; the right code is redeemed by a conditional update, so
 it works once even under a race.
 
 The pieces that make a code (``new_code``, ``code_hash``), reserve its sending
-(``claim_send``, ``may_send``, ``count_send``) and check it (``may_try``,
+(``claim_send``, ``take_send``) and check it (``may_try``,
 ``spend_and_compare``, ``wrong_code``) are shared with the backup phone change
 (``idp.account.phone``): both count against the same per-user budgets.
 """
@@ -15,12 +15,12 @@ from __future__ import annotations
 import secrets
 
 from flask import current_app
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import audit, clock, throttle
 from ..crypto import keyed_hash, same
-from ..delivery import DeliveryError
+from ..delivery import DeliveryError, DeliverySlow
 from ..delivery.messages import send_otp
 from ..models import LoginTransaction, OtpChallenge, User, db, use_once
 
@@ -82,16 +82,14 @@ def typed(code: str) -> str:
     return code.strip().replace(" ", "")
 
 
-def may_send(user_id: int) -> bool:
-    """False once this user's hourly budget of codes sent, or of wrong codes, is spent."""
+def take_send(user_id: int) -> bool:
+    """Take one code from this user's hourly budget *before* sending it (a send that
+    fails or times out may still cost, or arrive); False once it is spent, or once
+    the budget of wrong codes is."""
     send_key, fail_key = user_keys(user_id)
-    return not (throttle.is_blocked(send_key) or throttle.is_blocked(fail_key))
-
-
-def count_send(user_id: int) -> None:
-    """One more code sent to this user within ``USER_WINDOW``."""
-    send_key, _fail_key = user_keys(user_id)
-    throttle.register_failure(send_key, USER_SENDS, USER_WINDOW)  # counts sends, not failures
+    if throttle.is_blocked(fail_key):
+        return False
+    return throttle.take(send_key, USER_SENDS, USER_WINDOW)
 
 
 def may_try(user_id: int) -> bool:
@@ -177,7 +175,8 @@ def current_challenge(tx: LoginTransaction) -> OtpChallenge | None:
 
 
 def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
-    """Send a new code (the previous one dies); ``DeliveryError`` leaves the previous state.
+    """Send a new code (the previous one dies); ``DeliveryError`` leaves the previous code,
+    ``DeliverySlow`` (raised after the new code is stored) says it may arrive late.
 
     The send is reserved first by a conditional write (cooldown and budget in its
     ``WHERE``), so a double click or two tabs send one code, never two.
@@ -191,14 +190,17 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
             raise ResendTooSoon(RESEND_COOLDOWN - (now - row.sent_at))
         if row.sends >= MAX_SENDS:
             raise ResendLimit()
-    if not may_send(user.id):
-        audit.record("otp.throttled", user_id=user.id)
-        raise ResendLimit()
     previous_sent_at = row.sent_at if row is not None else None
     reserved = _reserve(tx, row, now)
-    code = new_code()
+    if not take_send(user.id):
+        _release(reserved, previous_sent_at)
+        audit.record("otp.throttled", user_id=user.id)
+        raise ResendLimit()
+    code, slow = new_code(), False
     try:
         send_otp(user, channel, code)
+    except DeliverySlow:
+        slow = True  # it may still arrive: the code stays valid for its lifetime
     except DeliveryError:
         _release(reserved, previous_sent_at)
         audit.record("otp.delivery_failed", user_id=user.id, channel=channel)
@@ -216,10 +218,11 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
         )
         .execution_options(synchronize_session=False)
     )
-    audit.record("otp.sent", user_id=user.id, commit=False, channel=channel)
+    audit.record("otp.sent", user_id=user.id, commit=False, channel=channel, slow=slow or None)
     db.session.commit()
-    count_send(user.id)
     db.session.refresh(reserved)
+    if slow:
+        raise DeliverySlow(channel)
     return reserved
 
 
@@ -252,22 +255,15 @@ def _reserve(tx: LoginTransaction, row: OtpChallenge | None, now: int) -> OtpCha
 
 
 def _release(row: OtpChallenge, previous_sent_at: int | None) -> None:
-    """Delivery failed: the user may retry at once (the attempt still counts in ``sends``)."""
+    """Nothing was sent: the user may retry at once. The attempt still counts in ``sends``
+    (and in the user's hourly budget), and a first row stays, holding no code."""
     db.session.rollback()
-    if previous_sent_at is None:
-        db.session.execute(
-            delete(OtpChallenge)
-            .where(OtpChallenge.id == row.id, OtpChallenge.code_hash == "")
-            .execution_options(synchronize_session=False)
-        )
-        db.session.expunge(row)
-    else:
-        db.session.execute(
-            update(OtpChallenge)
-            .where(OtpChallenge.id == row.id)
-            .values(sent_at=previous_sent_at)
-            .execution_options(synchronize_session=False)
-        )
+    db.session.execute(
+        update(OtpChallenge)
+        .where(OtpChallenge.id == row.id)
+        .values(sent_at=(previous_sent_at or 0))
+        .execution_options(synchronize_session=False)
+    )
     db.session.commit()
 
 
