@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import clock
 from .models import User, db
+from .models.users import new_credential_id
 from .passwords import hash_password
 
 
@@ -146,6 +147,7 @@ def set_password(user: User, password: str) -> None:
 
     user.password_hash = hash_password(password)
     user.password_changed_at = clock.now()
+    user.credential_id = new_credential_id()
     db.session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
     db.session.commit()
 

@@ -279,3 +279,29 @@ def test_failed_sends_count_in_the_logins_budget(smtp, sms_gateway, app, client)
         assert "could not be sent" in login.client.get(otp_url).text
     login.choose_channel(channel_url, "sms")
     assert "Too many codes were sent" in login.client.get(otp_url).text
+
+
+def test_a_rehash_at_sign_in_is_not_a_password_change(smtp, settings):
+    """New argon2 parameters rehash the same password at sign-in: the login in progress,
+    the remembered browser and a pending reset link must all survive it."""
+    from idp import create_app
+    from idp.account.recovery import issue_token
+
+    app = create_app(settings)
+    with app.app_context():
+        make_user("dora", roles=["patient_data"])
+        make_client()
+        before = find_by_username("dora").credential_tag
+        link = issue_token(find_by_username("dora"))
+    settings["password"]["argon2_time_cost"] = 2  # the operator raised the cost
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    login = LoginActions(app.test_client())
+    otp_url = login.submit_password(login.authorize().location, "dora").location
+    assert "code=" in login.submit_code(otp_url, code_in(smtp.last_text()), remember=True).location
+    with app.app_context():
+        user = find_by_username("dora")
+        assert "t=2" in user.password_hash and user.credential_tag == before
+    assert login.client.get(f"/password/reset/{link}").status_code == 200
+    response = login.submit_password(login.authorize(prompt="login").location, "dora")
+    assert "code=" in response.location  # still remembered

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from sqlalchemy import JSON, BigInteger, String
@@ -10,6 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import clock
 from . import db
+
+
+def new_credential_id() -> str:
+    return secrets.token_hex(16)
 
 
 def new_subject() -> str:
@@ -41,11 +44,15 @@ class User(db.Model):
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=clock.now, onupdate=clock.now)
 
+    # A random value replaced with every password change (``users.set_password``), not
+    # when the same password is merely rehashed at sign-in with new argon2 parameters.
+    credential_id: Mapped[str] = mapped_column(String(32), default=new_credential_id)
+
     @property
     def credential_tag(self) -> str:
-        """Changes with every password change (the hash has a fresh salt), unlike a
-        timestamp in seconds: what reset links and remembered browsers are tied to."""
-        return hashlib.sha256(self.password_hash.encode()).hexdigest()[:32]
+        """What reset links, remembered browsers and logins in progress are tied to: any
+        password change, even within the same second, makes them useless."""
+        return self.credential_id
 
     def get_user_id(self) -> int:
         """Authlib's hook for the resource owner's id."""

@@ -1,4 +1,4 @@
-"""identity keys: look-alike identifiers and e-mails cannot coexist
+"""identity keys: look-alike identifiers and e-mails cannot coexist; credential ids
 
 Adds ``users.username_key`` and ``users.email_key`` (NFKC + case folding, see
 ``idp.users.identity_key``) with unique constraints. Existing accounts that
@@ -7,12 +7,17 @@ gets the key, the others keep a null key (they still sign in with their exact
 identifier or e-mail) and are listed in the migration's output for the
 operator to rename or disable.
 
+Also adds ``users.credential_id``, a random value replaced at every password
+change (it was derived from the hash, which a rehash at sign-in changed too).
+Existing reset links and remembered browsers end once, at this upgrade.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30 15:00:00
 
 """
 import logging
+import secrets
 import unicodedata
 
 from alembic import op
@@ -36,6 +41,7 @@ def upgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('username_key', sa.String(length=600), nullable=True))
         batch_op.add_column(sa.Column('email_key', sa.String(length=1000), nullable=True))
+        batch_op.add_column(sa.Column('credential_id', sa.String(length=32), nullable=True))
 
     connection = op.get_bind()
     users = sa.table(
@@ -45,13 +51,14 @@ def upgrade():
         sa.column('email', sa.String),
         sa.column('username_key', sa.String),
         sa.column('email_key', sa.String),
+        sa.column('credential_id', sa.String),
     )
     rows = connection.execute(
         sa.select(users.c.id, users.c.username, users.c.email).order_by(users.c.id)
     ).all()
     taken = {}  # key -> (id, username) of the first account holding it, across both columns
     for row in rows:
-        values = {}
+        values = {'credential_id': secrets.token_hex(16)}
         for column, value in (('username_key', row.username), ('email_key', row.email)):
             key = _key(value)
             holder = taken.get(key)
@@ -65,10 +72,10 @@ def upgrade():
                 continue
             taken[key] = (row.id, row.username)
             values[column] = key
-        if values:
-            connection.execute(users.update().where(users.c.id == row.id).values(**values))
+        connection.execute(users.update().where(users.c.id == row.id).values(**values))
 
     with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.alter_column('credential_id', existing_type=sa.String(length=32), nullable=False)
         batch_op.create_unique_constraint(batch_op.f('uq_users_username_key'), ['username_key'])
         batch_op.create_unique_constraint(batch_op.f('uq_users_email_key'), ['email_key'])
 
@@ -77,5 +84,6 @@ def downgrade():
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_users_email_key'), type_='unique')
         batch_op.drop_constraint(batch_op.f('uq_users_username_key'), type_='unique')
+        batch_op.drop_column('credential_id')
         batch_op.drop_column('email_key')
         batch_op.drop_column('username_key')
