@@ -74,7 +74,7 @@ def test_tokens_of_a_replaced_session_die_with_a_password_reset(login, client, s
     import re
 
     link = re.search(r"http://idp\.test(/password/reset/\S+)", smtp.last_text()).group(1)
-    page = client.get(link)
+    page = client.get(link, follow_redirects=True)
     client.post(
         link, data={"csrf_token": csrf_of(page.text), "new_password": NEW, "confirm_password": NEW}
     )

@@ -302,6 +302,6 @@ def test_a_rehash_at_sign_in_is_not_a_password_change(smtp, settings):
     with app.app_context():
         user = find_by_username("dora")
         assert "t=2" in user.password_hash and user.credential_tag == before
-    assert login.client.get(f"/password/reset/{link}").status_code == 200
+    assert login.client.get(f"/password/reset/{link}", follow_redirects=True).status_code == 200
     response = login.submit_password(login.authorize(prompt="login").location, "dora")
     assert "code=" in response.location  # still remembered

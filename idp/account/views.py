@@ -13,6 +13,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
@@ -25,6 +26,7 @@ from .forms import ChangePasswordForm, ForgotForm, PhoneCodeForm, ProfileForm, R
 from .passwords import PasswordRefused, change_password, new_password_errors
 
 bp = Blueprint("account", __name__, url_prefix="/account")
+RESET_TOKEN = "reset_token"  # session key: the reset link's token, kept out of URLs
 recovery_bp = Blueprint("recovery", __name__, url_prefix="/password")
 
 
@@ -229,11 +231,28 @@ def forgot():
 
 
 @recovery_bp.route("/reset/<token>", methods=["GET", "POST"])
-def reset(token: str):
+def reset_link(token: str):
+    """The link of the e-mail: its token goes into this browser's (signed) session and
+    the browser moves on to a URL without it, so that it does not stay in proxy and
+    server access logs, nor in the address bar, while it is valid."""
+    try:
+        recovery.check_token(token)
+    except recovery.ResetLinkInvalid:
+        return render_template("account/reset_invalid.html"), 410
+    session[RESET_TOKEN] = token
+    if request.method == "POST":  # a client that posts to the link itself
+        return reset()
+    return redirect(url_for("recovery.reset"), code=303)
+
+
+@recovery_bp.route("/reset", methods=["GET", "POST"])
+def reset():
     """R3, R4, R6: a valid link sets a new password once; anything else says so clearly."""
+    token = session.get(RESET_TOKEN) or ""
     try:
         row = recovery.check_token(token)
     except recovery.ResetLinkInvalid:
+        session.pop(RESET_TOKEN, None)
         return render_template("account/reset_invalid.html"), 410
     form = ResetPasswordForm()
     errors: dict[str, list[str]] = {}

@@ -72,6 +72,8 @@ USERS = {
     "diane": ["--email", "diane@exemple.fr", "--role", "patient_data"],
     # password replaced by the operator (``idp user set-password``)
     "olga": ["--email", "olga@exemple.fr", "--name", "Olga Morel"],
+    # a backup phone added from the console: e-mailed code, then SMS to it (A2–A3)
+    "pauline": ["--email", "pauline@exemple.fr", "--name", "Pauline Mercier"],
 }  # fmt: skip
 
 
@@ -241,19 +243,23 @@ def provision(provider: Provider) -> None:
 
 @contextlib.contextmanager
 def serving(provider: Provider, workers: int = 2) -> Iterator[Provider]:
-    """gunicorn for ``provider`` until the block ends; the test fails if it never gets healthy."""
+    """gunicorn for ``provider`` until the block ends; the test fails if it never gets healthy.
+
+    The shipped configuration (``idp.gunicorn_conf``: threaded workers, access log)
+    with a few options overriding it, and no drain: teardown stops at once."""
     port = int(provider.base_url.rsplit(":", 1)[1])
     with open(provider.log_path, "wb") as log:
         process = subprocess.Popen(
             [
                 _bin("gunicorn"),
+                "-c", "python:idp.gunicorn_conf",
                 "--workers", str(workers),
                 "--bind", f"127.0.0.1:{port}",
                 "--graceful-timeout", "3",
                 "--access-logfile", "-",
                 "idp:create_app()",
             ],
-            env=provider.env,
+            env={**provider.env, "IDP_DRAIN_SECONDS": "0"},
             cwd=provider.workdir,
             stdout=log,
             stderr=subprocess.STDOUT,
