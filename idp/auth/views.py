@@ -145,7 +145,7 @@ def code():
         tx=tx_id,
         channel=channel_name,
         destination=destination,
-        sent=challenge is not None,
+        sent=challenge is not None and challenge.holds_code,
         can_switch=bool(user.backup_phone),
         errors=get_flashed_messages(category_filter=["error"]),
     ), 200 if request.method == "GET" else 400

@@ -31,6 +31,11 @@ class OtpChallenge(db.Model):
     sends: Mapped[int] = mapped_column(default=1)
     used: Mapped[bool] = mapped_column(default=False)
 
+    @property
+    def holds_code(self) -> bool:
+        """False for a send that failed (the row only counts it) or is under way."""
+        return bool(self.code_hash)
+
 
 class RememberedBrowser(db.Model):
     """A remembered second factor (M6): the cookie's random id, hashed, per user."""
