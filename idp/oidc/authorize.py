@@ -21,7 +21,7 @@ from ..models import SsoSession
 from .acr import AcrDemand, demand, session_lacks_mfa
 from .claims import parse_claims_request
 from .grants import GrantUser
-from .server import oidc
+from .server import oidc, refusing_malformed_input
 
 
 class RequestNotSupported(OAuth2Error):
@@ -75,8 +75,8 @@ def decide(
     """Can the SSO session answer this request, or must the user sign in or step up?
 
     ``acr`` is the request's demand; a session user whose roles require the
-    second factor is checked here too (M1). A demand for a typed code is met by
-    a session whose ``amr`` has ``otp``, not by a remembered browser.
+    second factor is checked here too (M1). A demand for a code typed now is
+    never met by the session: the user types a new code (step-up, no password).
     """
     prompts = prompts_of(params)
     silent = "none" in prompts
@@ -89,8 +89,7 @@ def decide(
     )
     if must_login:
         return Decision("error", LoginRequiredError) if silent else Decision("login")
-    lacks_code = acr.fresh_code and "otp" not in sso.amr
-    if (acr.needs_mfa and sso.acr != mfa_acr) or lacks_code or session_lacks_mfa(sso):
+    if (acr.needs_mfa and sso.acr != mfa_acr) or acr.fresh_code or session_lacks_mfa(sso):
         return Decision("error", InteractionRequiredError) if silent else Decision("step_up")
     return Decision("issue")
 
@@ -99,11 +98,15 @@ def validate(request: OAuth2Request):
     """Authlib's validation plus ours. Returns ``(grant, None)`` or ``(None, response)``."""
     server = oidc().server
     try:
-        grant = server.get_authorization_grant(request)
-        grant.validate_no_multiple_request_parameter(request)  # RFC 6749 §3.1
-        if "openid" in (request.payload.scope or "").split() and not request.payload.redirect_uri:
-            raise InvalidRequestError("'redirect_uri' is required for OpenID Connect requests.")
-        redirect_uri = grant.validate_authorization_request()
+        with refusing_malformed_input():
+            grant = server.get_authorization_grant(request)
+            grant.validate_no_multiple_request_parameter(request)  # RFC 6749 §3.1
+            if (
+                "openid" in (request.payload.scope or "").split()
+                and not request.payload.redirect_uri
+            ):
+                raise InvalidRequestError("'redirect_uri' is required for OpenID Connect requests.")
+            redirect_uri = grant.validate_authorization_request()
     except OAuth2Error as error:
         return None, _error_response(request, error)
     try:

@@ -6,11 +6,21 @@ application and keeps them in ``app.extensions['idp_oidc']``.
 
 from __future__ import annotations
 
+import base64
+import binascii
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
-from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Request
-from authlib.oauth2.rfc6749.errors import MissingAuthorizationError, UnsupportedTokenTypeError
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidClientError, InvalidRequestError, OAuth2Request
+from authlib.oauth2.rfc6749.errors import (
+    MissingAuthorizationError,
+    UnsupportedResponseTypeError,
+    UnsupportedTokenTypeError,
+)
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc6750 import BearerTokenGenerator, BearerTokenValidator
 from authlib.oauth2.rfc9207 import IssuerParameter
@@ -29,6 +39,76 @@ from .grants import (
     S256CodeChallenge,
 )
 from .keys import KeyRing
+
+
+class MalformedRequest(InvalidRequestError):
+    """A parameter Authlib would have quoted in an error description it cannot carry."""
+
+    description = "A request parameter holds characters it may not contain."
+
+
+class UnsupportedResponseType(UnsupportedResponseTypeError):
+    """Authlib's error, without the requested value echoed in its description."""
+
+    def __init__(self, redirect_uri: str | None = None):
+        OAuth2Error.__init__(
+            self, "Only response_type=code is supported.", redirect_uri=redirect_uri
+        )
+        self.response_type = None
+
+    def get_error_description(self) -> str:
+        return self.description
+
+
+def _refused_description(exc: ValueError) -> bool:
+    """Is this Authlib's ``OAuth2Error.__init__`` refusing a description built from input?
+
+    RFC 6749 §4.1.2.1 limits ``error_description`` to printable ASCII without
+    ``"`` and ``\\``; Authlib raises ``ValueError`` when its own message quotes a
+    parameter holding anything else (a redirect URI ending in a tab, a
+    non-ASCII ``response_type``, a JOSE error about a hostile header…).
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is OAuth2Error.__init__.__code__
+
+
+@contextmanager
+def refusing_malformed_input() -> Iterator[None]:
+    """Turn Authlib's refusal (``_refused_description``) into ``invalid_request``, never
+    redirected: which parameter held what is unknown, so nothing is trusted yet.
+
+    Any other ``ValueError`` is a bug and propagates (a 500 the tests see).
+    """
+    try:
+        yield
+    except ValueError as exc:
+        if not _refused_description(exc):
+            raise
+        raise MalformedRequest() from exc
+
+
+def _unusable_basic_credentials(header: str | None) -> bool:
+    """Would Authlib's ``client_secret_basic`` parser choke on this ``Authorization``?
+
+    It splits any header holding a space into scheme and credentials (``" "`` or
+    ``"Basic "`` have none), decodes them as UTF-8 and percent-decodes the
+    client id (RFC 6749 §2.3.1), which may then hold a NUL no database takes.
+    """
+    if not header or " " not in header:
+        return False  # no credentials Authlib would read: the other methods apply
+    parts = header.split(None, 1)
+    if len(parts) != 2:
+        return True
+    scheme, token = parts
+    if scheme.lower() != "basic":
+        return False
+    try:
+        pair = base64.b64decode(token).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return True
+    return any("\x00" in unquote(part) for part in pair.split(":", 1))
 
 
 class Server(AuthorizationServer):
@@ -95,6 +175,50 @@ class Server(AuthorizationServer):
 
     def validate_requested_scope(self, scope: str) -> None:
         """Unknown scopes are ignored, not refused (OpenID Connect Core §3.1.2.1)."""
+
+    def get_authorization_grant(self, request):
+        """Authlib's look-up, but an unsupported ``response_type`` is never quoted back.
+
+        As in Authlib, the error is redirected only to a redirect URI registered
+        for the client (RFC 6749 §4.1.2.1), else shown on our error page.
+        """
+        if not any(
+            cls.check_authorization_endpoint(request) for cls, _ in self._authorization_grants
+        ):
+            raise UnsupportedResponseType(redirect_uri=self._trusted_redirect_uri(request))
+        return super().get_authorization_grant(request)
+
+    def _trusted_redirect_uri(self, request) -> str | None:
+        client = self.query_client(request.payload.client_id)
+        if client is None:
+            return None
+        requested = request.payload.redirect_uri
+        if not requested:
+            return client.get_default_redirect_uri()
+        return requested if client.check_redirect_uri(requested) else None
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        if _unusable_basic_credentials(request.headers.get("Authorization")):
+            raise InvalidClientError(status_code=401, description="Malformed Basic credentials.")
+        return super().authenticate_client(request, methods, endpoint)
+
+    def create_token_response(self, request=None):
+        try:
+            with refusing_malformed_input():
+                return super().create_token_response(request)
+        except MalformedRequest as error:
+            return self.handle_error_response(request, error)
+
+    def create_endpoint_response(self, name, request=None):
+        try:
+            with refusing_malformed_input():
+                return super().create_endpoint_response(name, request)
+        except MalformedRequest as error:
+            return self.handle_error_response(request, error)
+
+    def validate_endpoint_request(self, name, request=None):
+        with refusing_malformed_input():
+            return super().validate_endpoint_request(name, request)
 
     def handle_error_response(self, request, error):
         if isinstance(error, InvalidClientError) and not error.redirect_uri:
