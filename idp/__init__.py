@@ -81,7 +81,9 @@ def _flask_config(settings: dict) -> dict:
     return {
         "SECRET_KEY": resolve_secret_key(settings),
         "SQLALCHEMY_DATABASE_URI": database_url,
-        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(database_url),
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(
+            database_url, settings["database"]["timeout_seconds"]
+        ),
         "SESSION_COOKIE_NAME": "__Host-idp_session" if secure else "idp_session",
         "SESSION_COOKIE_HTTPONLY": True,
         "SESSION_COOKIE_SAMESITE": "Lax",
@@ -105,10 +107,30 @@ def _flask_config(settings: dict) -> dict:
     }
 
 
-def _engine_options(url: str) -> dict:
+def _engine_options(url: str, timeout: float) -> dict:
+    """Time limits, so that a database that stops answering fails requests in seconds
+    instead of holding every worker (SECURITY.md, "Resilience").
+
+    SQLite waits on locks only (its busy time-out). PostgreSQL: connection
+    time-out, a server-side statement and lock time-out, TCP keep-alives and a
+    TCP user time-out for a peer that vanished, and a bounded wait for a pooled
+    connection.
+    """
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    options: dict = {"pool_pre_ping": True, "pool_timeout": timeout}
+    if url.startswith("postgresql"):
+        millis = int(timeout * 1000)
+        options["connect_args"] = {
+            "connect_timeout": max(1, round(timeout)),
+            "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
+            "keepalives": 1,
+            "keepalives_idle": max(1, round(timeout)),
+            "keepalives_interval": 1,
+            "keepalives_count": 3,
+            "tcp_user_timeout": millis,
+        }
+    return options
 
 
 def _database_url(url: str, instance_dir: str) -> str:

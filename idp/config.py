@@ -22,7 +22,7 @@ DEFAULTS: dict[str, Any] = {
     "secret_key": "",
     "instance_dir": "instance",
     "trusted_proxies": 0,
-    "database": {"url": "sqlite:///instance/idp.sqlite3"},
+    "database": {"url": "sqlite:///instance/idp.sqlite3", "timeout_seconds": 5.0},
     "keys": {"dir": "keys", "algorithm": "RS256"},
     "mail": {
         "backend": "console",
@@ -182,6 +182,7 @@ def _check_values(settings: dict) -> None:
         ("tokens.code_seconds", settings["tokens"]["code_seconds"]),
         ("session.sso_hours", settings["session"]["sso_hours"]),
         ("mail.timeout_seconds", settings["mail"]["timeout_seconds"]),
+        ("database.timeout_seconds", settings["database"]["timeout_seconds"]),
         ("sms.timeout_seconds", settings["sms"]["timeout_seconds"]),
         ("password.max_failures", settings["password"]["max_failures"]),
         ("password.lockout_seconds", settings["password"]["lockout_seconds"]),

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
-from flask import Flask, current_app, has_request_context, jsonify, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    has_request_context,
+    jsonify,
+    render_template,
+    request,
+)
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from werkzeug.exceptions import BadHost, HTTPException, SecurityError
 
 from .delivery.messages import otp_minutes
 from .models import db
@@ -42,6 +54,9 @@ def init_app(app: Flask) -> None:
     app.add_url_rule("/healthz", "healthz", healthz)
     app.add_url_rule("/", "index", index)
     app.context_processor(_template_globals)
+    # Flask puts the whole configuration (secret key, mail password, SMS token) in every
+    # template's reach as ``config``: templates get only ``shown`` instead.
+    app.jinja_env.globals.pop("config", None)
 
 
 _API = ("/token", "/userinfo", "/introspect", "/revoke")
@@ -49,11 +64,12 @@ _CORS_PATHS = {"/.well-known/openid-configuration", "/jwks.json", "/token", "/us
 
 
 def _reject_malformed():
-    """NUL bytes (PostgreSQL refuses them) and undecodable Basic credentials: a clear 400/401."""
-    values = [*request.args.values(), *request.form.values()]
-    if any("\x00" in value for value in values):
+    """NUL bytes (PostgreSQL refuses them), an undecodable host and undecodable Basic
+    credentials: a clear 400/401."""
+    if (nul := _holds_nul()) or _undecodable_host():
         if request.path.startswith(_API):
-            return jsonify(error="invalid_request", error_description="NUL byte in input"), 400
+            problem = "NUL byte in input" if nul else "Undecodable Host header"
+            return jsonify(error="invalid_request", error_description=problem), 400
         return error_page(_("Invalid request"), _("The request contains invalid characters."), 400)
     auth = request.headers.get("Authorization", "")
     if request.path.startswith(_API) and auth[:6].lower() == "basic ":
@@ -69,6 +85,36 @@ def _reject_malformed():
     return None
 
 
+def _holds_nul() -> bool:
+    """A NUL in the path, a header (RFC 9110 §5.5 forbids it), or any parameter name or value
+    (repeated ones too: a form or Authlib may read any of them)."""
+    fields = [request.path, *request.headers.values()]
+    for params in (request.args, request.form):
+        for name, values in params.lists():
+            fields += [name, *values]
+    return any("\x00" in field for field in fields)
+
+
+def _undecodable_host() -> bool:
+    """A ``Host`` whose punycode (``xn--…``) does not decode: Werkzeug raises UnicodeError
+    building ``request.url`` from it (Python 3.11), which Authlib reads for every request."""
+    try:
+        request.url  # noqa: B018 - computed (and cached) for the check
+    except UnicodeError:
+        return True
+    return False
+
+
+def shown_settings(settings: dict) -> dict[str, int]:
+    """The only settings pages and messages show: never the whole mapping (secret key,
+    mail password, SMS token) in a template's reach."""
+    return {
+        "remember_browser_hours": settings["mfa"]["remember_browser_hours"],
+        "reset_link_hours": settings["password"]["reset_link_hours"],
+        "password_min_length": settings["password"]["min_length"],
+    }
+
+
 def _template_globals() -> dict:
     from flask_babel import get_locale
 
@@ -81,7 +127,7 @@ def _template_globals() -> dict:
         "current_locale": lambda: str(get_locale()),
         "format_datetime": _format_epoch,
         "otp_minutes": otp_minutes,
-        "settings": current_app.config["IDP"],
+        "shown": shown_settings(current_app.config["IDP"]),
     }
 
 
@@ -119,16 +165,89 @@ def index():
     return redirect(url_for("account.home"))
 
 
+def _draining() -> bool:
+    """Whether gunicorn's master is draining before it stops (``idp.gunicorn_conf``):
+    it creates the file that ``$IDP_DRAIN_FILE`` names, which every worker inherits."""
+    import os
+
+    flag = os.environ.get("IDP_DRAIN_FILE")
+    return bool(flag) and os.path.exists(flag)
+
+
 def healthz():
-    try:
-        db.session.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any database failure means unhealthy
-        log.exception("health check failed")
+    """For the load balancer: 503 while draining (take this node out of rotation, its
+    requests are still served) or when the database does not answer — within
+    ``[database] timeout_seconds``, even if it hangs rather than refuses."""
+    if _draining():
+        return jsonify(status="draining"), 503
+    if not _database_answers(current_app.config["IDP"]["database"]["timeout_seconds"]):
         return jsonify(status="unavailable"), 503
     return jsonify(status="ok")
 
 
+_probe_slot = threading.Semaphore(1)  # one probe at a time: a hung database costs one thread
+
+
+def _database_answers(timeout: float) -> bool:
+    if not _probe_slot.acquire(blocking=False):
+        return False  # the previous probe has not come back: still down
+    app, answer = current_app._get_current_object(), {}
+
+    def probe() -> None:
+        try:
+            with app.app_context():
+                try:
+                    db.session.execute(text("SELECT 1"))
+                    answer["ok"] = True
+                except Exception as exc:  # noqa: BLE001 - any failure means unhealthy
+                    outage.report(exc)
+                finally:
+                    db.session.remove()
+        finally:
+            _probe_slot.release()
+
+    worker = threading.Thread(target=probe, name="healthz", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(answer.get("ok"))
+
+
+class _Outage:
+    """One log line per ``every`` seconds while the database is down, not one traceback
+    per request (a 30-second outage used to write some 36,000 lines per node)."""
+
+    def __init__(self, every: float = 10.0):
+        self.every, self.last, self.hidden, self.lock = every, 0.0, 0, threading.Lock()
+
+    def report(self, error: BaseException) -> None:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last < self.every:
+                self.hidden += 1
+                return
+            hidden, self.hidden, self.last = self.hidden, 0, now
+        log.error(
+            "database unavailable: %s (%d more like it in the last %.0f s)",
+            type(error).__name__,
+            hidden,
+            self.every,
+        )
+
+
+outage = _Outage()
+
+
+def _database_down(error: Exception) -> bool:
+    return isinstance(error, OperationalError | InterfaceError | PoolTimeout) or (
+        isinstance(error, DBAPIError) and error.connection_invalidated
+    )
+
+
 def error_page(title: str, message: str, status: int):
+    if isinstance(request.routing_exception, BadHost | SecurityError):
+        # The Host header was refused before routing: no URL (not even the
+        # style sheet's) can be built for this request, so no template either.
+        return Response(f"{title}\n\n{message}\n", status, mimetype="text/plain")
     return render_template("error.html", title=title, message=message), status
 
 
@@ -150,8 +269,22 @@ def _http_error(error: HTTPException):
 
 
 def _unexpected_error(error: Exception):
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be the thing that failed
+        db.session.remove()
+    if _database_down(error):
+        outage.report(error)
+        retry = {"Retry-After": "30"}
+        if request.path.startswith(_API):
+            return jsonify(error="temporarily_unavailable"), 503, retry
+        body, status = error_page(
+            _("Service temporarily unavailable"),
+            _("The service cannot reach its database. Try again in a few minutes."),
+            503,
+        )
+        return body, status, retry
     log.exception("unhandled error")
-    db.session.rollback()
     if request.path.startswith(_API):
         return jsonify(error="server_error"), 500
     return error_page(_("Something went wrong"), _("Please try again in a moment."), 500)

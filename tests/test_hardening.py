@@ -298,3 +298,21 @@ def test_userinfo_with_another_scheme_gets_a_bare_bearer_challenge(client):
     response = client.get("/userinfo", headers={"Authorization": "Basic eDp5"})
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer realm="http://idp.test"'
+
+
+def test_templates_see_only_the_settings_they_show(app):
+    """The secret key, the mail password and the SMS token are out of a template's reach."""
+    app.config["IDP"]["mail"]["password"] = "smtp-password-never-shown"
+    with app.test_request_context("/login"):
+        app.update_template_context(context := {})
+        rendered = app.jinja_env.from_string("{{ settings }} {{ shown }} {{ config }}").render(
+            **context
+        )
+    assert "smtp-password-never-shown" not in rendered
+    assert app.config["SECRET_KEY"] not in rendered
+    assert set(context["shown"]) == {
+        "remember_browser_hours",
+        "reset_link_hours",
+        "password_min_length",
+    }
+    assert "settings" not in context and "config" not in app.jinja_env.globals

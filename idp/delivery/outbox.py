@@ -138,11 +138,13 @@ def _start_poller(app: Flask) -> None:
 
 
 def _poll(app: Flask) -> None:
+    """Deliver what is due, sleep until the next retry, stop when nothing waits. A
+    database outage does not kill it: it tries again a minute later, quietly."""
     global _poller_running
-    try:
-        with app.app_context():
-            while True:
-                _wake.clear()
+    with app.app_context():
+        while True:
+            _wake.clear()
+            try:
                 deliver_pending()
                 soonest = db.session.scalars(
                     select(OutboxMessage.next_attempt_at)
@@ -150,13 +152,13 @@ def _poll(app: Flask) -> None:
                     .order_by(OutboxMessage.next_attempt_at)
                     .limit(1)
                 ).first()
+            except Exception as exc:  # noqa: BLE001 - a background thread must not die
+                log.warning("outbox: delivery postponed (%s)", type(exc).__name__)
+                soonest = clock.now() + 60
+            finally:
                 db.session.remove()
-                with _poller_lock:
-                    if soonest is None and not _wake.is_set():
-                        _poller_running = False
-                        return
-                _wake.wait(60 if soonest is None else min(60, max(1, soonest - clock.now())))
-    except Exception:  # noqa: BLE001 - a background thread logs, never dies silently
-        log.exception("outbox delivery failed")
-        with _poller_lock:
-            _poller_running = False
+            with _poller_lock:
+                if soonest is None and not _wake.is_set():
+                    _poller_running = False
+                    return
+            _wake.wait(60 if soonest is None else min(60, max(1, soonest - clock.now())))
