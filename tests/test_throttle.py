@@ -189,3 +189,42 @@ def test_an_address_starts_a_bounded_number_of_logins_per_hour(
     assert _fresh(app).get("/login", headers=EN, environ_base=inside).status_code == 302
     frozen_clock.advance(3601)
     assert visitor.get("/login", headers=EN, environ_base=env).status_code == 302
+
+
+# -- what an anonymous authorization request may store ----------------------------
+
+
+def test_an_authorization_request_stores_only_what_the_flow_needs(app, users, client):
+    from idp.models import LoginTransaction
+
+    response = LoginActions(client).authorize(extra="x" * 4000, other_thing="y")
+    assert "/login?tx=" in response.location
+    with app.app_context():
+        stored = db.session.scalars(db.select(LoginTransaction)).one().request_args
+    assert "extra" not in stored and "other_thing" not in stored
+    assert stored["state"] == "st-123" and stored["client_id"] == "rp"
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"state": "s" * 513}, {"nonce": "n" * 513}, {"login_hint": "h" * 17000}],
+)
+def test_oversized_authorization_requests_are_invalid_request(app, users, client, params):
+    from idp.models import LoginTransaction
+    from tests.factories import query_of
+
+    response = LoginActions(client).authorize(**params)
+    assert response.status_code == 302
+    query = query_of(response.location)
+    assert query["error"] == "invalid_request"
+    assert len(query.get("state", "")) <= 512  # an oversized state is not echoed
+    with app.app_context():
+        assert db.session.query(LoginTransaction).count() == 0
+
+
+def test_a_posted_authorization_request_has_a_small_body_limit(app, users, client):
+    from tests.factories import REDIRECT_URI
+
+    body = {"client_id": "rp", "response_type": "code", "redirect_uri": REDIRECT_URI}
+    body["padding"] = "p" * 40000
+    assert client.post("/authorize", data=body).status_code == 413

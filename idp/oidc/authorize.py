@@ -53,8 +53,43 @@ def max_age_of(params: Mapping[str, str]) -> int | None:
     return int(raw)
 
 
+MAX_REQUEST_BYTES = 16 * 1024  # a whole authorization request, query or body
+MAX_ECHOED_BYTES = 512  # ``state`` and ``nonce``: stored, and sent back to the RP
+# What a pending request keeps while the user signs in: nothing else is stored, so an
+# anonymous visitor cannot make the database carry arbitrary data (SECURITY.md).
+STORED_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "login_hint",
+    "ui_locales",
+    "claims",
+    "acr_values",
+    "response_mode",
+    "display",
+)
+
+
+def check_size(params: Mapping[str, str]) -> None:
+    """``state`` and ``nonce`` ≤ 512 bytes, the whole request ≤ 16 kB."""
+    for name in ("state", "nonce"):
+        if len((params.get(name) or "").encode()) > MAX_ECHOED_BYTES:
+            raise InvalidRequestError(f"'{name}' is longer than {MAX_ECHOED_BYTES} bytes.")
+    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in params.items())
+    if size > MAX_REQUEST_BYTES:
+        raise InvalidRequestError(f"The request is larger than {MAX_REQUEST_BYTES} bytes.")
+
+
 def check_parameters(params: Mapping[str, str]) -> None:
     """Refuse what we do not do, clearly (Core §6, §3.1.2.1)."""
+    check_size(params)
     if params.get("request"):
         raise RequestNotSupported("Request objects are not supported.")
     if params.get("request_uri"):
@@ -121,7 +156,8 @@ def validate(request: OAuth2Request):
 
 def _error_response(request: OAuth2Request, error: OAuth2Error):
     """Redirect to a trusted redirect URI; otherwise an error page, never a redirect."""
-    error.state = request.payload.state
+    state = request.payload.state
+    error.state = state if state and len(state.encode()) <= MAX_ECHOED_BYTES else None
     if error.redirect_uri:
         return oidc().server.authorization_error(request, error)
     return (
@@ -162,7 +198,11 @@ def start(request: OAuth2Request, sso: SsoSession | None, handoff):
 
 
 def _stored_args(params: Mapping[str, str]) -> dict[str, str]:
-    return {key: params[key] for key in params if isinstance(params[key], str)}
+    return {
+        key: params[key]
+        for key in STORED_PARAMETERS
+        if key in params and isinstance(params[key], str)
+    }
 
 
 def resume(args: dict[str, str], sso: SsoSession):

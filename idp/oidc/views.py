@@ -16,6 +16,18 @@ from .server import oidc
 bp = Blueprint("oidc", __name__)
 
 
+@bp.record_once
+def _register(state) -> None:
+    """A POSTed authorization request gets a small body limit (413 past it), set before
+    any other hook reads the form."""
+
+    def limit_body() -> None:
+        if request.endpoint == "oidc.authorize":
+            request.max_content_length = authz.MAX_REQUEST_BYTES
+
+    state.app.before_request_funcs.setdefault(None, []).insert(0, limit_body)
+
+
 @bp.get("/.well-known/openid-configuration")
 def discovery():
     meta = current_app.extensions.get("idp_metadata")
