@@ -27,6 +27,16 @@ def user() -> None:
     """Manage user accounts."""
 
 
+def _account(username: str):
+    """The account named ``username``, or a one-line failure."""
+    from .users import find_by_username
+
+    account = find_by_username(username)
+    if account is None:
+        _fail(f"no user {username!r}")
+    return account
+
+
 @user.command("add")
 @click.argument("username")
 @click.option("--email", required=True)
@@ -110,13 +120,10 @@ def user_list(ctx, as_json):
 def user_set_password(ctx, username, password_stdin, keep_sessions):
     """Set a new password: the user is signed out everywhere and notified by e-mail."""
     from .account.passwords import PasswordRefused, operator_set_password
-    from .users import find_by_username
 
     app = _app(ctx)
     with app.app_context():
-        account = find_by_username(username)
-        if account is None:
-            _fail(f"no user {username!r}")
+        account = _account(username)
         password = _read_password(password_stdin, app.config["IDP"]["password"]["min_length"])
         try:
             change = operator_set_password(account, password, keep_sessions=keep_sessions)
@@ -141,13 +148,9 @@ def user_set_password(ctx, username, password_stdin, keep_sessions):
 def user_unlock(ctx, username):
     """Clear every attempt counter of an account (passwords from every address, codes)."""
     from .account.passwords import unlock_account
-    from .users import find_by_username
 
     with _app(ctx).app_context():
-        account = find_by_username(username)
-        if account is None:
-            _fail(f"no user {username!r}")
-        removed = unlock_account(account)
+        removed = unlock_account(_account(username))
     click.echo(f"user {username} unlocked ({removed} counter(s) cleared)")
 
 
@@ -156,13 +159,10 @@ def user_unlock(ctx, username):
 @click.pass_context
 def user_disable(ctx, username):
     """Disable an account: its sessions and tokens stop working at once."""
-    from .users import disable_user, find_by_username
+    from .users import disable_user
 
     with _app(ctx).app_context():
-        account = find_by_username(username)
-        if account is None:
-            _fail(f"no user {username!r}")
-        disable_user(account)
+        disable_user(_account(username))
     click.echo(f"user {username} disabled")
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length, Regexp
+from wtforms.validators import DataRequired, Length
 
-from ..auth.forms import identifier_field
+from ..auth.forms import code_field, identifier_field
 
 
 class ProfileForm(FlaskForm):
@@ -21,19 +21,7 @@ class ProfileForm(FlaskForm):
 class PhoneCodeForm(FlaskForm):
     """The code page of a backup phone change: the e-mailed code, then the SMS one."""
 
-    code = StringField(
-        _l("Code"),
-        validators=[
-            DataRequired(message=_l("Enter the code you received.")),
-            Regexp(r"^\s*\d{3}\s?\d{3}\s*$", message=_l("The code has 6 digits.")),
-        ],
-        render_kw={
-            "autocomplete": "one-time-code",
-            "inputmode": "numeric",
-            "pattern": "[0-9 ]*",
-            "maxlength": "7",
-        },
-    )
+    code = code_field()
 
 
 def _new_password(label):

@@ -38,8 +38,9 @@ class ChannelForm(FlaskForm):
     )
 
 
-class CodeForm(FlaskForm):
-    code = StringField(
+def code_field() -> StringField:
+    """A one-time code field (``name="code"``): six digits, a space allowed in the middle."""
+    return StringField(
         _l("Code"),
         validators=[
             DataRequired(message=_l("Enter the code you received.")),
@@ -52,4 +53,8 @@ class CodeForm(FlaskForm):
             "maxlength": "7",
         },
     )
+
+
+class CodeForm(FlaskForm):
+    code = code_field()
     remember = BooleanField()  # labelled in the template, with the configured hours
