@@ -138,3 +138,21 @@ def test_an_essential_2fa_acr_is_never_lowered_silently(login):
     wanted = _claims(acr={"essential": True, "values": [MFA]})
     query = query_of(login.authorize(claims=wanted, prompt="none").location)
     assert query["error"] == "interaction_required"
+
+
+def test_a_refresh_never_raises_the_level_of_its_grant(login, smtp, rp):
+    """A step-up in the browser afterwards does not lift tokens refreshed from a
+    password-only grant (keeps holding: the review confirmed it)."""
+    query = login.login_through(username="alice")
+    first = login.exchange(query["code"], secret=rp).json
+    response = login.authorize(acr_values=MFA)  # step-up of the same browser
+    login.submit_code(response.location, code_in(smtp.last_text()))
+    refreshed = login.client.post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+        auth=("rp", rp),
+    ).json
+    intro = login.client.post(
+        "/introspect", data={"token": refreshed["access_token"]}, auth=("rp", rp)
+    ).json
+    assert intro["active"] is True and intro["acr"] == PWD and intro["amr"] == ["pwd"]
