@@ -35,13 +35,12 @@ _looked = False  # this process started its poller once
 def init_app(app: Flask) -> None:
     """Each serving process looks for notices left waiting (a restart, the ``idp``
     command, a mail outage) at its first request."""
-    if not app.config.get("TESTING"):
-        app.before_request(_first_request)
+    app.before_request(_first_request)
 
 
 def _first_request() -> None:
     global _looked
-    if not _looked:
+    if not _looked and not current_app.config.get("TESTING"):  # tests deliver in-line
         _looked = True
         _start_poller(current_app._get_current_object())
 
