@@ -66,6 +66,7 @@ DEFAULTS: dict[str, Any] = {
         "address_failures_per_hour": 300,
         "allow_networks": [],
         "logins_started_per_hour": 1000,
+        "reset_requests_per_hour": 100,
     },
     "log_level": "INFO",
 }
@@ -189,6 +190,7 @@ def _check_values(settings: dict) -> None:
         ("throttle.account_failures_per_hour", settings["throttle"]["account_failures_per_hour"]),
         ("throttle.address_failures_per_hour", settings["throttle"]["address_failures_per_hour"]),
         ("throttle.logins_started_per_hour", settings["throttle"]["logins_started_per_hour"]),
+        ("throttle.reset_requests_per_hour", settings["throttle"]["reset_requests_per_hour"]),
     ]
     for name, value in positive:
         if value <= 0:

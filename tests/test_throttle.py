@@ -228,3 +228,25 @@ def test_a_posted_authorization_request_has_a_small_body_limit(app, users, clien
     body = {"client_id": "rp", "response_type": "code", "redirect_uri": REDIRECT_URI}
     body["padding"] = "p" * 40000
     assert client.post("/authorize", data=body).status_code == 413
+
+
+def test_forgot_password_behind_one_nat_says_how_long_to_wait(settings, users_factory):
+    """Past the address's hourly budget the page says so, with the wait; it never
+    silently drops a request, and says nothing about any account."""
+    settings["throttle"] = {"reset_requests_per_hour": 3, "allow_networks": ["10.0.0.0/8"]}
+    app = users_factory()
+    nat, env = _fresh(app), {"REMOTE_ADDR": NAT}
+
+    def forgot(client, environ, identifier):
+        page = client.get("/password/forgot", headers=EN, environ_base=environ)
+        data = {"csrf_token": csrf_of(page.text), "identifier": identifier}
+        return client.post("/password/forgot", data=data, headers=EN, environ_base=environ)
+
+    assert [forgot(nat, env, f"user{n}").status_code for n in range(3)] == [200] * 3
+    refused = forgot(nat, env, "alice")
+    assert refused.status_code == 429 and "Try again in 60 minutes." in refused.text
+    other = forgot(nat, env, "nobody")  # the same answer for any identifier
+    assert other.status_code == 429
+    assert refused.text.replace("alice", "") == other.text.replace("nobody", "")
+    inside = {"REMOTE_ADDR": "10.9.8.7"}
+    assert forgot(_fresh(app), inside, "alice").status_code == 200

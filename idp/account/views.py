@@ -18,6 +18,7 @@ from flask import (
 )
 from flask_babel import gettext as _
 
+from .. import i18n
 from ..auth import flow, otp, sessions, transaction
 from ..delivery import DeliveryError
 from ..oidc.acr import session_lacks_mfa
@@ -223,11 +224,15 @@ def end_session(session_id: int):
 def forgot():
     """R1, R2, R5: the same answer whether or not the account exists."""
     form = ForgotForm()
+    error, status = None, 400 if request.method == "POST" else 200
     if form.validate_on_submit():
-        recovery.request_reset(form.identifier.data, request.remote_addr)
-        return render_template("account/forgot_sent.html")
-    status = 400 if request.method == "POST" else 200
-    return render_template("account/forgot.html", form=form), status
+        try:
+            recovery.request_reset(form.identifier.data, request.remote_addr)
+        except recovery.ResetThrottled as busy:
+            error, status = i18n.wait_message(busy.wait), 429
+        else:
+            return render_template("account/forgot_sent.html")
+    return render_template("account/forgot.html", form=form, error=error), status
 
 
 @recovery_bp.route("/reset/<token>", methods=["GET", "POST"])
