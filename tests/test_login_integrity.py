@@ -287,21 +287,29 @@ def test_a_rehash_at_sign_in_is_not_a_password_change(smtp, settings):
     from idp import create_app
     from idp.account.recovery import issue_token
 
-    app = create_app(settings)
-    with app.app_context():
+    first = create_app(settings)
+    with first.app_context():
         make_user("dora", roles=["patient_data"])
         make_client()
         before = find_by_username("dora").credential_tag
         link = issue_token(find_by_username("dora"))
+        db.engine.dispose()
     settings["password"]["argon2_time_cost"] = 2  # the operator raised the cost
     app = create_app(settings)
     app.config["TESTING"] = True
-    login = LoginActions(app.test_client())
-    otp_url = login.submit_password(login.authorize().location, "dora").location
-    assert "code=" in login.submit_code(otp_url, code_in(smtp.last_text()), remember=True).location
-    with app.app_context():
-        user = find_by_username("dora")
-        assert "t=2" in user.password_hash and user.credential_tag == before
-    assert login.client.get(f"/password/reset/{link}", follow_redirects=True).status_code == 200
-    response = login.submit_password(login.authorize(prompt="login").location, "dora")
-    assert "code=" in response.location  # still remembered
+    try:
+        login = LoginActions(app.test_client())
+        otp_url = login.submit_password(login.authorize().location, "dora").location
+        answer = login.submit_code(otp_url, code_in(smtp.last_text()), remember=True)
+        assert "code=" in answer.location
+        with app.app_context():
+            user = find_by_username("dora")
+            assert "t=2" in user.password_hash and user.credential_tag == before
+        opened = login.client.get(f"/password/reset/{link}", follow_redirects=True)
+        assert opened.status_code == 200
+        response = login.submit_password(login.authorize(prompt="login").location, "dora")
+        assert "code=" in response.location  # still remembered
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()

@@ -26,6 +26,16 @@ class _TimedConnection(Connection):
         super().__init__(mail)
         self.timeout = timeout
 
+    def __exit__(self, exc_type, exc_value, tb) -> None:
+        """QUIT, and close the socket even when QUIT fails (a server gone mid-session)."""
+        try:
+            super().__exit__(exc_type, exc_value, tb)
+        except (smtplib.SMTPException, OSError):
+            pass
+        finally:
+            if self.host is not None:
+                self.host.close()
+
     def configure_host(self) -> smtplib.SMTP:
         smtp_class = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
         host = smtp_class(self.mail.server, self.mail.port, timeout=self.timeout)
