@@ -104,6 +104,9 @@ def _flask_config(settings: dict) -> dict:
         "BABEL_DEFAULT_LOCALE": "fr",
         "BABEL_DEFAULT_TIMEZONE": "Europe/Paris",
         "MAX_CONTENT_LENGTH": 1024 * 1024,
+        # Set by idp.gunicorn_conf and `idp run`/`demo`: a long-lived server sends
+        # notices from a background thread; elsewhere (the CLI, tests) they leave in-line.
+        "IDP_BACKGROUND_DELIVERY": os.environ.get("IDP_BACKGROUND_DELIVERY") == "1",
     }
 
 

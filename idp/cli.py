@@ -95,7 +95,9 @@ def init(ctx: click.Context) -> None:
 @click.pass_context
 def run(ctx: click.Context, host: str, port: int) -> None:
     """Development server (use gunicorn 'idp:create_app()' in production)."""
-    _app(ctx).run(host=host, port=port, debug=False)
+    app = _app(ctx)
+    app.config["IDP_BACKGROUND_DELIVERY"] = True  # a server: notices leave after the answer
+    app.run(host=host, port=port, debug=False)
 
 
 @cli.command()
@@ -110,6 +112,7 @@ def demo(ctx: click.Context, host: str, port: int) -> None:
     initialise(app)
     with app.app_context():
         click.echo(seed(app))
+    app.config["IDP_BACKGROUND_DELIVERY"] = True
     app.run(host=host, port=port, debug=False)
 
 

@@ -228,6 +228,9 @@ def on_starting(server) -> None:
     _private_directory(directory, server)
     flag = os.path.join(directory, "draining")
     os.environ[DRAIN_FILE_VARIABLE] = flag
+    # Workers are long-lived servers: notices leave from a background thread, after
+    # the answer, and are retried there (idp.delivery.outbox).
+    os.environ["IDP_BACKGROUND_DELIVERY"] = "1"
     _drain = _Drain(server, flag, DRAIN_SECONDS)
     server.handle_term = _drain.handle_term
     server.log.info(

@@ -38,9 +38,15 @@ def init_app(app: Flask) -> None:
     app.before_request(_first_request)
 
 
+def _background(app: Flask) -> bool:
+    """Only a long-lived server (``IDP_BACKGROUND_DELIVERY``) keeps a delivery thread;
+    the ``idp`` command and tests deliver in-line, within the mail time-out."""
+    return bool(app.config.get("IDP_BACKGROUND_DELIVERY")) and not app.config.get("TESTING")
+
+
 def _first_request() -> None:
     global _looked
-    if not _looked and not current_app.config.get("TESTING"):  # tests deliver in-line
+    if not _looked and _background(current_app):
         _looked = True
         _start_poller(current_app._get_current_object())
 
@@ -52,11 +58,10 @@ def enqueue(kind: str, user: User, **payload: str) -> None:
 
 
 def send_soon() -> bool:
-    """After the commit: deliver in the background. Outside a request (the ``idp``
-    command) or in tests, wait for it; returns whether nothing is left to send."""
+    """After the commit: deliver in the background (a server) or in-line (the ``idp``
+    command, tests); returns whether nothing is left to send."""
     app = current_app._get_current_object()
-    wait = not has_request_context() or app.config.get("TESTING")
-    if wait:
+    if not (has_request_context() and _background(app)):
         deliver_pending()
         return not _pending()
     _start_poller(app)
