@@ -205,7 +205,7 @@ def _send(user: User, row: PhoneChange) -> None:
     if not otp.claim_send(PhoneChange, row.id, now, *_this(row)):
         raise otp.ResendTooSoon(otp.RESEND_COOLDOWN)
     if not otp.take_send(user.id):
-        _unclaim(row, now, previous_sent_at)
+        otp.unclaim_send(PhoneChange, row.id, now, previous_sent_at, *_this(row))
         audit.record("phone.throttled", user_id=user.id, step=row.step)
         raise otp.ResendLimit()
     code = otp.new_code()
@@ -217,7 +217,7 @@ def _send(user: User, row: PhoneChange) -> None:
     except DeliverySlow:
         pass  # it may still arrive: the code is stored and stays valid for its lifetime
     except DeliveryError:
-        _unclaim(row, now, previous_sent_at)  # the attempt still counts in sends
+        otp.unclaim_send(PhoneChange, row.id, now, previous_sent_at, *_this(row))
         audit.record("phone.delivery_failed", user_id=user.id, step=row.step)
         raise
     ttl = current_app.config["IDP"]["mfa"]["otp_ttl_seconds"]
@@ -228,17 +228,6 @@ def _send(user: User, row: PhoneChange) -> None:
         .execution_options(synchronize_session=False)
     )
     audit.record("phone.code_sent", user_id=user.id, commit=False, step=row.step)
-    db.session.commit()
-
-
-def _unclaim(row: PhoneChange, now: int, previous_sent_at: int) -> None:
-    """Nothing was sent: the user may retry at once."""
-    db.session.execute(
-        update(PhoneChange)
-        .where(PhoneChange.id == row.id, PhoneChange.sent_at == now, *_this(row))
-        .values(sent_at=previous_sent_at)
-        .execution_options(synchronize_session=False)
-    )
     db.session.commit()
 
 

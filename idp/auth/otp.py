@@ -5,7 +5,7 @@ cannot exceed the cap; the right code is redeemed by a conditional update, so
 it works once even under a race.
 
 The pieces that make a code (``new_code``, ``code_hash``), reserve its sending
-(``claim_send``, ``take_send``) and check it (``may_try``,
+(``claim_send``, ``unclaim_send``, ``take_send``) and check it (``may_try``,
 ``spend_and_compare``, ``wrong_code``) are shared with the backup phone change
 (``idp.account.phone``): both count against the same per-user budgets.
 """
@@ -117,6 +117,19 @@ def claim_send(model: type, row_id: int, now: int, *conditions) -> bool:
     return claimed.rowcount == 1
 
 
+def unclaim_send(model: type, row_id: int, now: int, previous_sent_at: int, *conditions) -> None:
+    """Nothing was sent after ``claim_send``: give the cooldown back (only if the claim
+    is still ours), so the user may retry at once; the attempt stays counted in ``sends``."""
+    db.session.rollback()
+    db.session.execute(
+        update(model)
+        .where(model.id == row_id, model.sent_at == now, *conditions)
+        .values(sent_at=previous_sent_at)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+
+
 def spend_and_compare(
     model: type, row, candidate: str, max_attempts: int, *conditions
 ) -> int | None:
@@ -193,7 +206,7 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
     previous_sent_at = row.sent_at if row is not None else None
     reserved = _reserve(tx, row, now)
     if not take_send(user.id):
-        _release(reserved, previous_sent_at)
+        unclaim_send(OtpChallenge, reserved.id, now, previous_sent_at or 0)
         audit.record("otp.throttled", user_id=user.id)
         raise ResendLimit()
     code, slow = new_code(), False
@@ -202,7 +215,7 @@ def send_code(tx: LoginTransaction, user: User, channel: str) -> OtpChallenge:
     except DeliverySlow:
         slow = True  # it may still arrive: the code stays valid for its lifetime
     except DeliveryError:
-        _release(reserved, previous_sent_at)
+        unclaim_send(OtpChallenge, reserved.id, now, previous_sent_at or 0)  # a first row stays
         audit.record("otp.delivery_failed", user_id=user.id, channel=channel)
         raise
     ttl = current_app.config["IDP"]["mfa"]["otp_ttl_seconds"]
@@ -252,19 +265,6 @@ def _reserve(tx: LoginTransaction, row: OtpChallenge | None, now: int) -> OtpCha
     if not claim_send(OtpChallenge, row.id, now):
         raise ResendTooSoon(RESEND_COOLDOWN)
     return row
-
-
-def _release(row: OtpChallenge, previous_sent_at: int | None) -> None:
-    """Nothing was sent: the user may retry at once. The attempt still counts in ``sends``
-    (and in the user's hourly budget), and a first row stays, holding no code."""
-    db.session.rollback()
-    db.session.execute(
-        update(OtpChallenge)
-        .where(OtpChallenge.id == row.id)
-        .values(sent_at=(previous_sent_at or 0))
-        .execution_options(synchronize_session=False)
-    )
-    db.session.commit()
 
 
 def verify_code(tx: LoginTransaction, code: str) -> str:
