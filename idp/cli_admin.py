@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -178,14 +179,30 @@ def client() -> None:
 @click.option("--name", default="")
 @click.option(
     "--auth-method",
-    type=click.Choice(["client_secret_basic", "client_secret_post"]),
+    type=click.Choice(["client_secret_basic", "client_secret_post", "private_key_jwt"]),
     default="client_secret_basic",
     show_default=True,
 )
 @click.option("--acr", default=None, help="Default acr value demanded by this client.")
 @click.option("--post-logout-redirect-uri", "logout_uris", multiple=True)
 @click.option("--no-refresh", is_flag=True, help="Authorization code grant only.")
+@click.option(
+    "--no-rotate", is_flag=True, help="Confidential clients: refresh tokens are not rotated."
+)
 @click.option("--id-token-alg", type=click.Choice(["RS256", "ES256"]), default=None)
+@click.option(
+    "--subject-type", type=click.Choice(["public", "pairwise"]), default="public", show_default=True
+)
+@click.option("--backchannel-logout-uri", default=None, help="Where Logout Tokens are POSTed.")
+@click.option("--backchannel-logout-session-required", is_flag=True)
+@click.option("--jwks-uri", default=None, help="private_key_jwt: the client's public keys.")
+@click.option(
+    "--jwks",
+    "jwks_file",
+    type=click.File("r"),
+    default=None,
+    help="private_key_jwt: a file holding the client's public JWK Set.",
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def client_add(
@@ -198,12 +215,24 @@ def client_add(
     acr,
     logout_uris,
     no_refresh,
+    no_rotate,
     id_token_alg,
+    subject_type,
+    backchannel_logout_uri,
+    backchannel_logout_session_required,
+    jwks_uri,
+    jwks_file,
     as_json,
 ):
-    """Register a client; its secret is printed once."""
+    """Register a client; its secret (if it has one) is printed once."""
     from .clients import ClientError, register_client
 
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = json.loads(jwks_file.read(1_000_001))
+        except ValueError as exc:
+            _fail(f"the JWKS file is not JSON: {exc}")
     app = _app(ctx)
     with app.app_context():
         if acr and acr not in app.config["IDP"]["acr"].values():
@@ -219,6 +248,12 @@ def client_add(
                 post_logout_redirect_uris=list(logout_uris),
                 refresh=not no_refresh,
                 id_token_alg=id_token_alg,
+                rotate_refresh=not no_rotate,
+                subject_type=subject_type,
+                backchannel_logout_uri=backchannel_logout_uri,
+                backchannel_logout_session_required=backchannel_logout_session_required,
+                jwks_uri=jwks_uri,
+                jwks=jwks,
             )
         except ClientError as exc:
             _fail(str(exc))
@@ -250,6 +285,11 @@ def client_list(ctx, as_json):
                         "grant_types",
                         "token_endpoint_auth_method",
                         "default_acr_values",
+                        "subject_type",
+                        "rotate_refresh_token",
+                        "backchannel_logout_uri",
+                        "backchannel_logout_session_required",
+                        "jwks_uri",
                     )
                 },
             }

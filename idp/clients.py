@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 from sqlalchemy import delete, select
 
 from .crypto import random_token
@@ -11,19 +14,94 @@ from .models import AuthorizationCode, Client, Token, db
 from .models.clients import hash_client_secret
 
 SCOPES = "openid profile email phone offline_access"
-AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
+SUBJECT_TYPES = ("public", "pairwise")
+# Characters never accepted anywhere in a registered URI: controls (CR/LF would
+# let a code reach another address than the one registered), spaces, a
+# backslash (browsers read it as a slash, servers do not) and a wildcard.
+_FORBIDDEN = re.compile(
+    r"[\x00-\x20\x7f-\x9f\\*\u00a0\u1680\u2000-\u200f\u2028-\u202f\u205f-\u206f\u3000\ufeff]"
+)
+# A private-use scheme (RFC 8252 §7.1) is a reverse domain name: ``com.example.app``.
+_PRIVATE_SCHEME = re.compile(r"[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+")
 
 
 class ClientError(ValueError):
     """A registration was refused; the message says why."""
 
 
-def _check_uri(uri: str, what: str) -> None:
-    parts = urlsplit(uri)
-    if parts.fragment or not parts.netloc and parts.scheme in ("http", "https"):
-        raise ClientError(f"{what} must be an absolute URI without fragment: {uri}")
-    if not parts.scheme or parts.scheme in ("javascript", "data", "file"):
-        raise ClientError(f"{what} has an unacceptable scheme: {uri}")
+def check_uri(uri: str, what: str, *, native: bool = False) -> str:
+    """Refuse anything but an exact, absolute ``https`` URI (``http`` on loopback).
+
+    ``native`` also accepts a private-use scheme for native applications
+    (RFC 8252 §7.1). Never a fragment, userinfo, wildcard, backslash, space or
+    control character: the URI is compared byte for byte as registered
+    (RFC 6749 §3.1.2.3, RFC 9700 §4.1.3), so what is stored must mean exactly
+    one address. Used by the CLI and the operator console alike.
+    """
+    if not uri or len(uri) > 2000 or _FORBIDDEN.search(uri):
+        raise ClientError(
+            f"{what} has a space, a control character, a backslash or a wildcard: {uri!r}"
+        )
+    if "#" in uri:
+        raise ClientError(f"{what} must not have a fragment: {uri}")
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError on a malformed port
+    except ValueError:
+        raise ClientError(f"{what} is not a valid URI: {uri}") from None
+    scheme = parts.scheme.lower()
+    if scheme in ("https", "http"):
+        if not parts.netloc or not parts.hostname:
+            raise ClientError(f"{what} must be an absolute URI with a host: {uri}")
+        if "@" in parts.netloc:
+            raise ClientError(f"{what} must not carry a user name or password: {uri}")
+        if scheme == "http" and parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ClientError(f"{what} must use https (http only on localhost): {uri}")
+        return uri
+    if native and _PRIVATE_SCHEME.fullmatch(scheme) and not parts.netloc:
+        return uri
+    if native:
+        raise ClientError(
+            f"{what} must use https, http on localhost, or a reverse-domain scheme "
+            f"such as com.example.app:/callback: {uri}"
+        )
+    raise ClientError(f"{what} must use https (http only on localhost): {uri}")
+
+
+def _check_jwks(jwks: dict | None, jwks_uri: str | None) -> dict | None:
+    """A client's public keys: a JWK Set document, with no private part."""
+    if bool(jwks) == bool(jwks_uri):
+        raise ClientError("private_key_jwt needs exactly one of --jwks-uri or --jwks")
+    if jwks_uri:
+        check_uri(jwks_uri, "JWKS URI")
+        return None
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list) or not keys:
+        raise ClientError(
+            'the JWKS file must be a JSON object {"keys": [...]} with at least one key'
+        )
+    private = {"d", "p", "q", "dp", "dq", "qi", "k"}
+    if any(not isinstance(key, dict) or private & set(key) for key in keys):
+        raise ClientError(
+            "the JWKS file must hold public keys only (it has a private or symmetric key)"
+        )
+    try:
+        KeySet.import_key_set({"keys": keys})
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise ClientError(f"the JWKS file holds an unreadable key: {exc}") from None
+    return {"keys": keys}
+
+
+def sector_identifier(redirect_uris: list[str]) -> str:
+    """The host that pairwise subjects are computed for (OIDC Core §8.1)."""
+    hosts = {urlsplit(uri).hostname or urlsplit(uri).scheme for uri in redirect_uris}
+    if len(hosts) != 1:
+        raise ClientError(
+            "a pairwise client's redirect URIs must share one host "
+            f"(they have {', '.join(sorted(hosts))})"
+        )
+    return hosts.pop()
 
 
 def register_client(
@@ -37,18 +115,42 @@ def register_client(
     post_logout_redirect_uris: list[str] | None = None,
     refresh: bool = True,
     id_token_alg: str | None = None,
+    rotate_refresh: bool = True,
+    subject_type: str = "public",
+    backchannel_logout_uri: str | None = None,
+    backchannel_logout_session_required: bool = False,
+    jwks_uri: str | None = None,
+    jwks: dict | None = None,
 ) -> tuple[Client, str | None]:
-    """Create a client; returns it with its secret (shown once; only a hash is kept)."""
-    if not client_id or any(c.isspace() for c in client_id):
-        raise ClientError("client id must be non-empty, without spaces")
+    """Create a client; returns it with its secret (shown once; only a hash is kept).
+
+    A ``private_key_jwt`` client has no secret: it proves itself with
+    assertions signed by the keys of ``jwks`` or ``jwks_uri``.
+    """
+    if not client_id or len(client_id) > 100 or not client_id.isprintable() or " " in client_id:
+        raise ClientError("client id must be 1 to 100 printable characters, without spaces")
     if not redirect_uris:
         raise ClientError("at least one --redirect-uri is required")
     for uri in redirect_uris:
-        _check_uri(uri, "redirect URI")
+        check_uri(uri, "redirect URI", native=True)
     for uri in post_logout_redirect_uris or []:
-        _check_uri(uri, "post-logout redirect URI")
+        check_uri(uri, "post-logout redirect URI", native=True)
+    if backchannel_logout_uri:
+        check_uri(backchannel_logout_uri, "back-channel logout URI")
+    elif backchannel_logout_session_required:
+        raise ClientError("--backchannel-logout-session-required needs --backchannel-logout-uri")
     if auth_method not in AUTH_METHODS:
         raise ClientError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
+    if subject_type not in SUBJECT_TYPES:
+        raise ClientError(f"subject type must be one of {', '.join(SUBJECT_TYPES)}")
+    if public and not rotate_refresh:
+        raise ClientError("--no-rotate is for confidential clients: public clients always rotate")
+    if public and (jwks or jwks_uri or auth_method == "private_key_jwt"):
+        raise ClientError("a public client has no credentials: --public excludes private_key_jwt")
+    if auth_method == "private_key_jwt":
+        jwks = _check_jwks(jwks, jwks_uri)
+    elif jwks or jwks_uri:
+        raise ClientError("--jwks-uri and --jwks go with --auth-method private_key_jwt")
     if db.session.scalars(select(Client).where(Client.client_id == client_id)).first():
         raise ClientError(f"client {client_id!r} already exists")
     metadata = {
@@ -58,12 +160,25 @@ def register_client(
         "response_types": ["code"],
         "token_endpoint_auth_method": "none" if public else auth_method,
         "scope": SCOPES,
+        "subject_type": subject_type,
     }
+    if subject_type == "pairwise":
+        metadata["sector_identifier"] = sector_identifier(redirect_uris)
+    if not rotate_refresh:
+        metadata["rotate_refresh_token"] = False
+    if backchannel_logout_uri:
+        metadata["backchannel_logout_uri"] = backchannel_logout_uri
+        metadata["backchannel_logout_session_required"] = backchannel_logout_session_required
+    if jwks_uri:
+        metadata["jwks_uri"] = jwks_uri
+    if jwks:
+        metadata["jwks"] = jwks
     if acr:
         metadata["default_acr_values"] = [acr]
     if id_token_alg:
         metadata["id_token_signed_response_alg"] = id_token_alg
-    secret = None if public else random_token(32)
+    has_secret = not public and auth_method != "private_key_jwt"
+    secret = random_token(32) if has_secret else None
     client = Client(
         client_id=client_id,
         name=name or client_id,

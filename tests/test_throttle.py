@@ -247,6 +247,7 @@ def test_forgot_password_behind_one_nat_says_how_long_to_wait(settings, users_fa
     assert refused.status_code == 429 and "Try again in 60 minutes." in refused.text
     other = forgot(nat, env, "nobody")  # the same answer for any identifier
     assert other.status_code == 429
+
     # The form's CSRF token is signed with a timestamp, so two pages a second
     # apart differ there; everything else must be identical.
     def shown(page, identifier):

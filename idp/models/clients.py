@@ -52,6 +52,35 @@ class Client(db.Model, ClientMixin):
     def id_token_signed_response_alg(self) -> str | None:
         return self.client_metadata.get("id_token_signed_response_alg")
 
+    @property
+    def rotate_refresh_token(self) -> bool:
+        """Public clients always rotate (RFC 9700 §4.14.2); ``--no-rotate`` opts out."""
+        return self.is_public or self.client_metadata.get("rotate_refresh_token", True)
+
+    @property
+    def subject_type(self) -> str:
+        return self.client_metadata.get("subject_type", "public")
+
+    @property
+    def sector_identifier(self) -> str | None:
+        return self.client_metadata.get("sector_identifier")
+
+    @property
+    def backchannel_logout_uri(self) -> str | None:
+        return self.client_metadata.get("backchannel_logout_uri")
+
+    @property
+    def backchannel_logout_session_required(self) -> bool:
+        return bool(self.client_metadata.get("backchannel_logout_session_required"))
+
+    @property
+    def jwks_uri(self) -> str | None:
+        return self.client_metadata.get("jwks_uri")
+
+    @property
+    def jwks(self) -> dict | None:
+        return self.client_metadata.get("jwks")
+
     def get_client_id(self) -> str:
         return self.client_id
 
