@@ -1,4 +1,4 @@
-"""Audit trail of authentication events (STYLE.md convention 11).
+"""Audit trail of authentication events (docs/CONVENTIONS.md, convention 11).
 
 Never pass a password, code, token or full callback URL in ``detail``.
 """

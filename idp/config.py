@@ -1,7 +1,7 @@
 """Settings: defaults, then a TOML file, then ``IDP_*`` environment, then a mapping.
 
 Validated once at start-up: an unknown key or a value of the wrong type stops
-the application with a message naming the key (STYLE.md convention 2).
+the application with a message naming the key (docs/CONVENTIONS.md, convention 2).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Message delivery: wording in templates, transport in backends (STYLE.md convention 10)."""
+"""Message delivery: wording in templates, transport in backends.
+
+See docs/CONVENTIONS.md, convention 10.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The one module that owns Authlib's server objects (STYLE.md convention 4).
+"""The one module that owns Authlib's server objects (docs/CONVENTIONS.md, convention 4).
 
 ``init_app`` builds an ``AuthorizationServer`` and a ``ResourceProtector`` per
 application and keeps them in ``app.extensions['idp_oidc']``.
