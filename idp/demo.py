@@ -7,6 +7,7 @@ import secrets
 from flask import Flask
 
 from .clients import find_client, register_client
+from .models import db
 from .users import create_user, find_by_username, set_password
 
 DEMO_CLIENT = "demo-rp"
@@ -64,6 +65,7 @@ def seed(app: Flask) -> str:
         password = _demo_password()  # a fresh one each run, so the printout is always right
         if existing := find_by_username(spec["username"]):
             set_password(existing, password)
+            db.session.commit()
         else:
             create_user(password=password, **spec)
         notes = ",".join(spec["roles"]) or "password only"

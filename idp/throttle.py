@@ -154,8 +154,8 @@ def _take_in_window(key: str, limit: int, window_seconds: int, now: int) -> bool
 
 
 def reset(key: str) -> None:
+    """Forget ``key``'s failures; committed by the caller's step (a successful sign-in)."""
     db.session.execute(update(Throttle).where(Throttle.key == key).values(count=0, blocked_until=0))
-    db.session.commit()
 
 
 def clear(*keys: str, prefix: str = "") -> int:

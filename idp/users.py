@@ -142,14 +142,23 @@ def create_user(
 
 
 def set_password(user: User, password: str) -> None:
-    """Replace the credential; reset links and remembered browsers tied to it die with it."""
+    """Replace the credential; reset links and remembered browsers tied to it die with it.
+
+    Does not commit: the caller's step (a reset, a renewal, an operator's change)
+    commits the new password with the sessions it ends and the notice it sends.
+    """
+    set_password_hash(user, hash_password(password))
+
+
+def set_password_hash(user: User, password_hash: str) -> None:
+    """``set_password`` with the hash computed beforehand, so that a step can hash
+    before its first write (SQLite lets one writer in at a time)."""
     from .models import PasswordResetToken
 
-    user.password_hash = hash_password(password)
+    user.password_hash = password_hash
     user.password_changed_at = clock.now()
     user.credential_id = new_credential_id()
     db.session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
-    db.session.commit()
 
 
 def password_expired(user: User) -> bool:
@@ -168,3 +177,4 @@ def disable_user(user: User) -> None:
 
     user.disabled = True
     end_all_of(user, "account_disabled")
+    db.session.commit()

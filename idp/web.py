@@ -1,4 +1,4 @@
-"""Browser hardening, error pages and the health check (STYLE.md convention 12)."""
+"""Browser hardening, error pages and the health check (docs/CONVENTIONS.md, convention 12)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from flask import (
     Flask,
     Response,
     current_app,
+    g,
     has_request_context,
     jsonify,
     render_template,
@@ -273,6 +274,10 @@ def _unexpected_error(error: Exception):
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the connection may be the thing that failed
         db.session.remove()
+    # The step did not land: no cookie for a session or remembered browser that the
+    # database never stored (SECURITY.md, "One step, one transaction").
+    for pending in ("sso_cookie", "browser_cookie", "sso_touch"):
+        g.pop(pending, None)
     if _database_down(error):
         outage.report(error)
         retry = {"Retry-After": "30"}

@@ -272,11 +272,13 @@ def test_a_code_is_redeemed_once_under_a_race(login, smtp, app):
 
 
 def test_any_password_change_voids_the_remembered_browser(login, smtp, app):
+    from idp.models import db
     from idp.users import find_by_username, set_password
 
     login.submit_code(_to_otp(login), code_in(smtp.last_text()), remember=True)
     with app.app_context():
         set_password(find_by_username("bruno"), "Operator-Set-Pass-77")
+        db.session.commit()  # the caller's step commits (set_password is a building block)
     url = login.authorize(prompt="login").location
     response = login.submit_password(url, "bruno", "Operator-Set-Pass-77")
     assert "/login/otp" in response.location

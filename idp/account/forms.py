@@ -38,12 +38,19 @@ class ChangePasswordForm(FlaskForm):
     )
     new_password = _new_password(_l("New password"))
     confirm_password = _new_password(_l("Confirm the new password"))
-    logout_others = BooleanField(_l("Sign out of other devices"))
+    # Ticked: a password changed because it may have leaked must not leave an intruder in.
+    logout_others = BooleanField(_l("Sign out of other devices"), default=True)
 
 
 class ResetPasswordForm(FlaskForm):
     new_password = _new_password(_l("New password"))
     confirm_password = _new_password(_l("Confirm the new password"))
+
+
+class RenewPasswordForm(ResetPasswordForm):
+    """P6, inside a login: the same choice as the console's change, ticked by default."""
+
+    logout_others = BooleanField(_l("Sign out of other devices"), default=True)
 
 
 class ForgotForm(FlaskForm):

@@ -49,8 +49,10 @@ def new_password_errors(user: User, new: str, confirm: str) -> dict[str, list[st
 def notify_change(user: User) -> bool:
     """The "if this was not you" e-mail, through the outbox: never lost, never blocking.
 
-    Returns whether it has left already (always true from a web request, where
-    it leaves right after; the ``idp`` command waits and can tell the operator)."""
+    Commits the caller's step with it (the new password, the sessions ended):
+    the notice is queued only if the change lands. Returns whether it has left
+    already (always true from a web request, where it leaves right after; the
+    ``idp`` command waits and can tell the operator)."""
     outbox.enqueue("password_changed", user)
     db.session.commit()
     return outbox.send_soon()
@@ -85,7 +87,11 @@ def operator_set_password(
     set_password(user, password)
     ended = 0 if keep_sessions else sign_out_everywhere(user, "password_set_by_operator")
     audit.record(
-        "password.changed", user_id=user.id, reason="operator", keep_sessions=keep_sessions
+        "password.changed",
+        user_id=user.id,
+        commit=False,
+        reason="operator",
+        keep_sessions=keep_sessions,
     )
     return OperatorChange(ended, notify_change(user))
 
@@ -128,6 +134,6 @@ def change_password(
     if logout_others:
         ended = sessions.end_all_of(user, "password_changed", keep=keep)
         remember.forget_user(user, keep_current=True)
-    audit.record("password.changed", user_id=user.id, logout_others=logout_others)
-    notify_change(user)
+    audit.record("password.changed", user_id=user.id, commit=False, logout_others=logout_others)
+    notify_change(user)  # commits the whole change at once
     return ended

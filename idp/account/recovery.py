@@ -18,7 +18,8 @@ from ..crypto import random_token, sha256_hex
 from ..delivery import DeliveryError
 from ..delivery.messages import send_reset_link
 from ..models import PasswordResetToken, User, db, use_once
-from ..users import find_by_identifier, set_password
+from ..passwords import hash_password
+from ..users import find_by_identifier, set_password_hash
 from .passwords import PasswordRefused, new_password_errors, notify_change, sign_out_everywhere
 
 log = logging.getLogger("idp.account")
@@ -121,15 +122,22 @@ def check_token(token: str) -> PasswordResetToken:
 
 
 def complete_reset(token: str, new: str, confirm: str) -> User:
-    """Set the new password once; end every session, token and remembered browser."""
+    """Set the new password once; end every session, token and remembered browser.
+
+    One database transaction: the link is spent only together with the new
+    password, the ended sessions and the queued notice (``notify_change``
+    commits them all); a failure in between leaves the link usable.
+    """
     row = check_token(token)
     user = row.user
     if errors := new_password_errors(user, new, confirm):
         raise PasswordRefused(errors)
+    hashed = hash_password(new)  # before the first write: SQLite has one writer at a time
     if not use_once(PasswordResetToken, row.id):
+        db.session.rollback()
         raise ResetLinkInvalid()
-    set_password(user, new)
+    set_password_hash(user, hashed)
     sign_out_everywhere(user, "password_reset")
-    audit.record("password.reset", user_id=user.id)
+    audit.record("password.reset", user_id=user.id, commit=False)
     notify_change(user)
     return user

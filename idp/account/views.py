@@ -23,7 +23,14 @@ from ..auth import flow, otp, sessions, transaction
 from ..delivery import DeliveryError
 from ..oidc.acr import session_lacks_mfa
 from . import phone, profile, recovery
-from .forms import ChangePasswordForm, ForgotForm, PhoneCodeForm, ProfileForm, ResetPasswordForm
+from .forms import (
+    ChangePasswordForm,
+    ForgotForm,
+    PhoneCodeForm,
+    ProfileForm,
+    RenewPasswordForm,
+    ResetPasswordForm,
+)
 from .passwords import PasswordRefused, change_password, new_password_errors
 
 bp = Blueprint("account", __name__, url_prefix="/account")
@@ -197,13 +204,15 @@ def _renew():
     tx = transaction.load(tx_id)
     if tx is None or tx.step != "renew":
         return render_template("auth/expired.html"), 400
-    form = ResetPasswordForm()
+    form = RenewPasswordForm()
     errors: dict[str, list[str]] = {}
     if form.validate_on_submit():
         new, confirm = form.new_password.data or "", form.confirm_password.data or ""
         errors = new_password_errors(tx.user, new, confirm)
         if not errors:
-            return flow.after_renewal(tx, tx_id, tx.user, new)
+            return flow.after_renewal(
+                tx, tx_id, tx.user, new, logout_others=form.logout_others.data
+            )
     status = 400 if request.method == "POST" else 200
     return render_template("account/renew.html", form=form, errors=errors, tx=tx_id), status
 

@@ -1,4 +1,4 @@
-"""The login as a guarded state machine (STYLE.md convention 6).
+"""The login as a guarded state machine (docs/CONVENTIONS.md, convention 6).
 
 Steps: ``password`` → (``channel`` →) ``otp`` → (``renew``) → done. The
 second factor runs when the user's roles or the request demand it (M1) and
@@ -21,7 +21,8 @@ from ..delivery import DeliveryError, DeliverySlow, outbox
 from ..models import LoginTransaction, SsoSession, User, db
 from ..oidc import authorize
 from ..oidc.acr import user_requires_mfa
-from ..users import password_expired, set_password
+from ..passwords import hash_password
+from ..users import password_expired, set_password_hash
 from . import otp, remember, sessions, transaction
 
 AMR_BY_CHANNEL = {"email": ["pwd", "otp", "mfa"], "sms": ["pwd", "sms", "otp", "mfa"]}
@@ -80,6 +81,7 @@ def _binding(user: User, auth_time: int | None) -> dict:
 def expired(tx: LoginTransaction):
     """The login cannot go on (its user's password changed since it began): end it, say so."""
     transaction.finish(tx)
+    db.session.commit()
     return render_template("auth/expired.html"), 400
 
 
@@ -152,24 +154,41 @@ def step_up(sso: SsoSession, args: dict | None, *, fresh_code: bool = False):
     return _factor_page(tx, tx_id, user)
 
 
-def after_renewal(tx: LoginTransaction, tx_id: str, user: User, new_password: str):
+def after_renewal(
+    tx: LoginTransaction, tx_id: str, user: User, new_password: str, *, logout_others: bool
+):
     """P6: the expired password is replaced, then the user is signed in.
 
     The login is closed first (compare-and-set): of two racing posts one
-    replaces the password, and a login that outlived a reset never does.
+    replaces the password, and a login that outlived a reset never does. The
+    new password, its notice and the session are one database transaction:
+    all of it lands, or the login waits at this step as before. With
+    ``logout_others`` (ticked by default) every other session, token and
+    remembered browser of the user ends, as after the console's change.
     The caller has checked the new password against the policy.
     """
     if tx.credential_tag != user.credential_tag:
         return expired(tx)
     args, auth_time, amr = tx.request_args, tx.auth_time, list(tx.amr)
+    hashed = hash_password(new_password)  # before the first write: SQLite has one writer
     if not transaction.finish(tx):
+        db.session.rollback()
         return lost_race(tx_id)
-    set_password(user, new_password)
-    audit.record("password.changed", user_id=user.id, commit=False, reason="expired")
+    set_password_hash(user, hashed)
+    if logout_others:
+        sessions.end_all_of(user, "password_renewed")
+        remember.forget_user(user)
+    audit.record(
+        "password.changed",
+        user_id=user.id,
+        commit=False,
+        reason="expired",
+        logout_others=logout_others,
+    )
     outbox.enqueue("password_changed", user)
-    db.session.commit()
-    outbox.send_soon()
-    return _sign_in(user, args, auth_time, amr)
+    response = _sign_in(user, args, auth_time, amr)
+    outbox.send_soon()  # after the commit: the notice leaves only if the change landed
+    return response
 
 
 def complete(
@@ -196,18 +215,29 @@ def complete(
         return redirect(step_url(tx_id, "renew"))
     args, auth_time = tx.request_args, tx.auth_time if auth_time is None else auth_time
     if (tx.user_id not in (None, user.id)) or not transaction.finish(tx):
+        db.session.rollback()  # what this step wrote so far (a redeemed code) is undone
         return lost_race(tx_id)
     return _sign_in(user, args, auth_time, amr, remember_browser)
 
 
 def _sign_in(user: User, args: dict | None, auth_time: int, amr: list[str], remember_browser=False):
     """The session starts; other users' remembered factor on this browser ends *before*
-    this one is remembered under a fresh browser id (M7); back where the flow began."""
+    this one is remembered under a fresh browser id (M7); back where the flow began.
+
+    The last part of the step: the closed login (and the code redeemed, the
+    password renewed before it), the session, the remembered browser and the
+    RP's authorization code are committed together, once; only then does the
+    browser get its cookies (SECURITY.md, "One step, one transaction").
+    """
     remember.forget_others(user)
     if remember_browser:
         remember.remember(user)
     acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
-    sso = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr)
+    opened = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr)
     if args is None:
-        return redirect(url_for("account.home"))
-    return authorize.resume(args, sso)
+        response = redirect(url_for("account.home"))
+    else:
+        response = authorize.resume(args, opened.row)
+    db.session.commit()
+    sessions.activate(opened)
+    return response

@@ -149,7 +149,6 @@ def spend_and_compare(
         )
         .values(attempts=model.attempts + 1)
     )
-    db.session.commit()
     if slot.rowcount != 1:
         raise OtpLocked()
     db.session.refresh(row)
@@ -287,8 +286,10 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
         audit.record("otp.failed", user_id=row.user_id, channel=row.channel, remaining=remaining)
         raise wrong_code(row.user_id, remaining, max_attempts)
     if not use_once(OtpChallenge, row.id):
+        db.session.rollback()
         raise OtpExpired()
-    audit.record("otp.verified", user_id=row.user_id, channel=row.channel)
+    # Not committed here: the code is spent only if the sign-in it opens lands too.
+    audit.record("otp.verified", user_id=row.user_id, channel=row.channel, commit=False)
     return row.channel
 
 

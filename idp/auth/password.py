@@ -24,7 +24,7 @@ from flask import current_app
 
 from .. import audit, throttle
 from ..crypto import keyed_hash
-from ..models import User, db
+from ..models import User
 from ..passwords import hash_password, needs_rehash, verify_password
 from ..users import find_by_identifier, identity_key
 
@@ -116,8 +116,7 @@ def check_credentials(identifier: str, password: str, ip: str | None) -> User:
         audit.record("login.failed", user_id=user.id if user else None)
         register_failure(keys, user.id if user else None)
         raise LoginFailed()
-    throttle.reset(keys.pair)
     if needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
-        db.session.commit()
+        user.password_hash = hash_password(password)  # hashed before the step's first write
+    throttle.reset(keys.pair)  # committed with the step's move (``transaction.advance``/sign-in)
     return user

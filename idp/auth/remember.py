@@ -3,6 +3,9 @@
 The cookie holds a random browser id (only its hash is stored). When another
 user signs in on the same browser, every other user's record for it is
 deleted, so the code is asked again (M7).
+
+Nothing here commits: each change belongs to the step that makes it (a
+sign-in, a password change) and is committed with it.
 """
 
 from __future__ import annotations
@@ -62,7 +65,6 @@ def remember(user: User) -> None:
         )
     )
     audit.record("browser.remembered", user_id=user.id, commit=False, hours=hours)
-    db.session.commit()
 
 
 def _ids_of_this_browser() -> list[str]:
@@ -89,8 +91,6 @@ def forget_others(user: User) -> None:
     for row in others:
         audit.record("browser.forgotten", user_id=row.user_id, commit=False, reason="other_user")
         db.session.delete(row)
-    if others:
-        db.session.commit()
 
 
 def keep_current(user: User) -> None:
@@ -104,7 +104,6 @@ def keep_current(user: User) -> None:
         .where(RememberedBrowser.browser_hash == browser, RememberedBrowser.user_id == user.id)
         .values(credential_tag=user.credential_tag)
     )
-    db.session.commit()
 
 
 def forget_user(user: User, *, keep_current: bool = False) -> None:
@@ -116,7 +115,6 @@ def forget_user(user: User, *, keep_current: bool = False) -> None:
     result = db.session.execute(statement)
     if result.rowcount:
         audit.record("browser.forgotten", user_id=user.id, commit=False, reason="credentials")
-    db.session.commit()
 
 
 def write_cookie(response):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from flask import Flask, current_app, g, request, session
 from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import joinedload
 
 from .. import audit, clock
@@ -35,14 +38,41 @@ def current() -> SsoSession | None:
         now = clock.now()
         if row and row.expires_at > now and not row.user.disabled:
             if now - row.last_seen_at >= _TOUCH_EVERY:
-                row.last_seen_at = now
-                db.session.commit()
+                g.sso_touch = (row.id, now)  # written after the response's step, not inside it
             g.sso = row
     return g.sso
 
 
-def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> SsoSession:
-    """Sign the browser in: the previous session (any user) ends, a new id is issued."""
+def _touch(response):
+    """``last_seen_at`` (the console's device list), in its own small transaction once the
+    request's step has committed; a failed request (4xx/5xx) or a database error skips it."""
+    touch = g.pop("sso_touch", None)
+    if touch is None or response.status_code >= 400:
+        return response
+    row_id, now = touch
+    try:
+        db.session.execute(
+            update(SsoSession).where(SsoSession.id == row_id).values(last_seen_at=now)
+        )
+        db.session.commit()
+    except SQLAlchemyError:
+        db.session.rollback()  # a convenience: never worth failing the answer for
+    return response
+
+
+class Opened(NamedTuple):
+    """A session written but not yet committed, and the cookie value it will get."""
+
+    row: SsoSession
+    cookie: str
+
+
+def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> Opened:
+    """Sign the browser in: the previous session (any user) ends, a new id is issued.
+
+    Does not commit: the caller's step does, then calls ``activate`` — a session
+    the database never stored gives the browser no cookie and clears nothing.
+    """
     previous = current()
     value = random_token(32)
     now = clock.now()
@@ -65,12 +95,16 @@ def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> SsoSession
             # Same person, new session id: tokens issued under the old one follow it,
             # so ending this session later still reaches them.
             db.session.execute(update(Token).where(Token.sid == previous.sid).values(sid=row.sid))
-        db.session.delete(previous)
+        # A statement, not ``session.delete``: the step may have ended it already.
+        db.session.execute(delete(SsoSession).where(SsoSession.id == previous.id))
     audit.record("login.succeeded", user_id=user.id, commit=False, acr=acr, amr=" ".join(amr))
-    db.session.commit()
-    session.clear()  # nothing from before the sign-in survives it
-    g.sso, g.sso_cookie = row, value
-    return row
+    return Opened(row, value)
+
+
+def activate(opened: Opened) -> None:
+    """After the commit: the browser's cookie, and nothing from before the sign-in survives."""
+    session.clear()
+    g.sso, g.sso_cookie = opened.row, opened.cookie
 
 
 def _ip_hint(address: str | None) -> str:
@@ -126,6 +160,7 @@ def _write_cookie(response):
 
 def init_app(app: Flask) -> None:
     app.after_request(_write_cookie)
+    app.after_request(_touch)
 
 
 def end_all_of(user: User, reason: str, *, keep: SsoSession | None = None) -> int:
@@ -153,8 +188,7 @@ def end_all_of(user: User, reason: str, *, keep: SsoSession | None = None) -> in
     if ended:
         db.session.execute(delete(SsoSession).where(SsoSession.id.in_([r.id for r in ended])))
     audit.record("sessions.revoked", user_id=user.id, commit=False, reason=reason, count=len(ended))
-    db.session.commit()
-    return len(ended)
+    return len(ended)  # the caller's step commits: a replaced password and the ends land together
 
 
 def sessions_of(user: User) -> list[SsoSession]:

@@ -95,7 +95,10 @@ def advance(tx: LoginTransaction, step: str, **fields) -> bool:
     One conditional UPDATE (``WHERE step = <found> AND user_id = <found>``) in
     one database transaction, so of two racing requests only one moves on. A
     ``user_id`` in ``fields`` binds the user, which only a transaction with no
-    user yet accepts: a login never changes user (STYLE.md convention 6).
+    user yet accepts: a login never changes user (docs/CONVENTIONS.md, convention 6).
+
+    Moving on ends a step, so this commits, with whatever the step wrote before
+    (the password's rehash and throttle reset, for instance).
     """
     assert step in STEPS, step
     bound = fields.get("user_id", tx.user_id)
@@ -120,13 +123,17 @@ def advance(tx: LoginTransaction, step: str, **fields) -> bool:
 
 
 def finish(tx: LoginTransaction) -> bool:
-    """Close the transaction as found; False if a racing request already moved or closed it."""
+    """Close the transaction as found; False if a racing request already moved or closed it.
+
+    Does not commit: closing the login and opening the session are one step, so
+    the caller commits both (or the database failing in between leaves the login
+    where it was, to be tried again).
+    """
     closed = db.session.execute(
         delete(LoginTransaction)
         .where(LoginTransaction.id == tx.id, *_as_found(tx))
         .execution_options(synchronize_session=False)
     )
-    db.session.commit()
     db.session.expunge(tx)
     return closed.rowcount == 1
 

@@ -96,12 +96,17 @@ def use_once(model: type, row_id: int) -> bool:
     """Flip ``used`` from false to true in one conditional UPDATE; True for the one winner.
 
     Codes, one-time passwords and reset links are redeemed this way, so two
-    concurrent redemptions cannot both succeed, on SQLite as on PostgreSQL.
+    concurrent redemptions cannot both succeed, on SQLite as on PostgreSQL: the
+    UPDATE holds the row (PostgreSQL) or the database (SQLite) until the step
+    commits, and a racing one re-reads ``used`` after that commit.
+
+    It does not commit: the redemption belongs to the step that uses it (the
+    session it opens, the tokens, the new password), and lands with it or not at
+    all (SECURITY.md, "One step, one transaction").
     """
     from sqlalchemy import update
 
     result = db.session.execute(
         update(model).where(model.id == row_id, model.used.is_(False)).values(used=True)
     )
-    db.session.commit()
     return result.rowcount == 1

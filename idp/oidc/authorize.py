@@ -2,7 +2,7 @@
 
 ``start`` validates an incoming request and either issues a code from the SSO
 session or hands off to the login; ``resume`` finishes a stored request once
-the login is done (STYLE.md convention 5).
+the login is done (docs/CONVENTIONS.md, convention 5).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from authlib.oidc.core.errors import InteractionRequiredError, LoginRequiredErro
 from flask import current_app, render_template
 
 from .. import clock
-from ..models import SsoSession
+from ..models import SsoSession, db
 from .acr import AcrDemand, demand, session_lacks_mfa
 from .claims import parse_claims_request
 from .grants import GrantUser
@@ -173,7 +173,9 @@ def issue(request: OAuth2Request, grant, sso: SsoSession):
     granted = GrantUser(
         user=sso.user, sid=sso.sid, auth_time=sso.auth_time, acr=sso.acr, amr=tuple(sso.amr)
     )
-    return oidc().server.create_authorization_response(request, grant_user=granted, grant=grant)
+    response = oidc().server.create_authorization_response(request, grant_user=granted, grant=grant)
+    db.session.commit()  # the code, with the sign-in that led here when there was one
+    return response
 
 
 def start(request: OAuth2Request, sso: SsoSession | None, handoff):

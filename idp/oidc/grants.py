@@ -1,4 +1,4 @@
-"""Authlib grants: only the hooks Authlib asks for (STYLE.md convention 4).
+"""Authlib grants: only the hooks Authlib asks for (docs/CONVENTIONS.md, convention 4).
 
 OpenID Connect Core 1.0 §3.1 (code flow), RFC 7636 (PKCE), RFC 6749 §6
 (refresh, rotated, reuse revokes the family — OAuth 2.0 Security BCP §4.14).
@@ -99,8 +99,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             family_id=random_token(16),
             expires_at=clock.now() + current_app.config["IDP"]["tokens"]["code_seconds"],
         )
-        db.session.add(row)
-        db.session.commit()
+        db.session.add(row)  # committed by ``authorize.issue``, with the sign-in that led here
 
     def query_authorization_code(self, code: str, client: Client) -> AuthorizationCode | None:
         """Look the code up, without consuming it: ``redirect_uri`` and PKCE come next.
@@ -126,11 +125,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         hook), so a failed request changes nothing (RFC 6749 §4.1.3, RFC 7636 §4.6).
         Then one conditional UPDATE: of concurrent redemptions exactly one wins; any
         other is a replay of a leaked code and revokes what it gave (RFC 6749 §4.1.2).
+        The redemption is committed with the tokens it gives (``save_token``): if
+        the database fails before, the code is still unused and the RP may retry.
         """
         super().validate_token_request()
         row: AuthorizationCode = self.request.authorization_code
         if use_once(AuthorizationCode, row.id):
             return
+        db.session.rollback()
         db.session.execute(
             update(AuthorizationCode).where(AuthorizationCode.id == row.id).values(replayed=True)
         )
