@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
         "required_roles": ["admin", "patient_data"],
         "otp_ttl_seconds": 300,
         "otp_max_attempts": 5,
+        "codes_per_hour": 10,
         "remember_browser_hours": 24,
     },
     "password": {
@@ -173,6 +174,7 @@ def _check_values(settings: dict) -> None:
     positive = [
         ("mfa.otp_ttl_seconds", settings["mfa"]["otp_ttl_seconds"]),
         ("mfa.otp_max_attempts", settings["mfa"]["otp_max_attempts"]),
+        ("mfa.codes_per_hour", settings["mfa"]["codes_per_hour"]),
         ("password.min_length", settings["password"]["min_length"]),
         ("password.reset_link_hours", settings["password"]["reset_link_hours"]),
         ("password.argon2_time_cost", settings["password"]["argon2_time_cost"]),

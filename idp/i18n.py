@@ -36,3 +36,17 @@ def wait_message(seconds: int) -> str:
         "Too many attempts. Try again in %(num)d minutes.",
         minutes,
     )
+
+
+def time_of_day(timestamp: int) -> str:
+    """``14:05``: a clock time in the portal's time zone (Europe/Paris)."""
+    from datetime import UTC, datetime
+
+    from flask_babel import format_time
+
+    return format_time(datetime.fromtimestamp(timestamp, tz=UTC), "HH:mm")
+
+
+def minutes(seconds: int) -> int:
+    """Whole minutes, rounded up: never promise less waiting than there is."""
+    return max(1, -(-seconds // 60))

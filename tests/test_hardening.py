@@ -112,7 +112,9 @@ def test_otp_guesses_are_capped_per_user_across_logins(login, smtp, frozen_clock
         frozen_clock.advance(31)
     sent = len(smtp.messages)
     otp_url = login.submit_password(login.authorize(prompt="login").location, "bruno").location
-    assert "Too many codes" in login.client.get(otp_url).text
+    page = login.client.get(otp_url).text
+    assert "Too many incorrect codes were typed for your account in the last hour." in page
+    assert "You can ask for a new code in" in page and 'value="resend"' not in page
     assert len(smtp.messages) == sent  # no new code for a user under attack
     frozen_clock.advance(3601)
     otp_url = login.submit_password(login.authorize(prompt="login").location, "bruno").location

@@ -398,8 +398,8 @@ def test_codes_count_in_the_users_hourly_budget(browser, app, smtp, sms_gateway)
     with app.app_context():
         user_id = db.session.scalars(select(User.id).filter_by(username="alice")).one()
         send_key, _fail_key = otp.user_keys(user_id)
-        for _ in range(otp.USER_SENDS - 1):
-            throttle.register_failure(send_key, otp.USER_SENDS, otp.USER_WINDOW)
+        for _ in range(otp.codes_per_hour() - 1):
+            throttle.register_failure(send_key, otp.codes_per_hour(), otp.USER_WINDOW)
     _start(browser, NEW)  # the last code of the hour
     _enter(browser, code_in(smtp.last_text()))
     assert sms_gateway.received == []  # the SMS would be one too many

@@ -52,6 +52,14 @@ def step_url(tx_id: str, step: str) -> str:
     return url_for(_ENDPOINTS[step], tx=tx_id)
 
 
+def restart_url(tx: LoginTransaction) -> str:
+    """Where "start again" leads: the same authorization request (a fresh login for the
+    same application), or the console's sign-in when no application started it."""
+    if tx.request_args:
+        return url_for("oidc.authorize", **tx.request_args)
+    return url_for("auth.login")
+
+
 def lost_race(tx_id: str):
     """Another request of this login moved it on first: show where it is now."""
     return redirect(url_for("auth.login", tx=tx_id), code=303)
@@ -93,7 +101,12 @@ def _factor_page(tx: LoginTransaction, tx_id: str, user: User):
 
 
 def send_code_or_explain(tx: LoginTransaction, user: User, channel: str) -> bool:
-    """Send a code; on failure flash why (shown on the code page) instead of raising."""
+    """Send a code; on failure say why instead of raising.
+
+    Only what the code page cannot tell from the database is flashed (a slow or
+    failed send); a wait, the login's or the account's limit are states the
+    page shows by itself (``otp.code_page``), with what the user can do.
+    """
     try:
         otp.send_code(tx, user, channel)
     except DeliverySlow:
@@ -106,16 +119,12 @@ def send_code_or_explain(tx: LoginTransaction, user: User, channel: str) -> bool
         )
         return True
     except DeliveryError:
-        flash(_("The code could not be sent. Try again, or choose another way."), "error")
-    except otp.ResendTooSoon as wait:
-        flash(
-            _("A code was sent moments ago. Wait %(n)d seconds to ask for another.", n=wait.wait),
-            "error",
-        )
-    except otp.ResendLimit:
-        flash(_("Too many codes were sent for this sign-in. Start again."), "error")
-    except otp.OtpError:
-        flash(_("This code has expired or was already used. Ask for a new code."), "error")
+        if user.backup_phone:
+            flash(_("The code could not be sent. Try again, or choose another way."), "error")
+        else:
+            flash(_("The code could not be sent. Try again in a moment."), "error")
+    except otp.OtpError:  # ResendTooSoon, ResendLimit, AccountCapped: the page shows them
+        pass
     else:
         return True
     return False

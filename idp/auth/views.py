@@ -100,6 +100,8 @@ def channel():
     if not user.backup_phone:
         return redirect(flow.step_url(tx_id, "otp"))
     form = ChannelForm()
+    if request.method == "GET" and user.last_channel in ("email", "sms"):
+        form.channel.data = user.last_channel  # the channel of the last code typed right
     if form.validate_on_submit():
         return flow.send_first_code(tx, tx_id, user, form.channel.data)
     return render_template(
@@ -119,41 +121,46 @@ def code():
     if stop:
         return stop
     user = tx.user
-    challenge = otp.current_challenge(tx)
     if request.method == "POST" and request.form.get("action") == "resend":
-        return _resend(tx, tx_id, user, challenge)
+        return _resend(tx, tx_id, user)
     form = CodeForm()
     if form.validate_on_submit():
         try:
             channel_used = otp.verify_code(tx, form.code.data)
         except otp.OtpWrong as wrong:
             flash(_("Incorrect code. %(n)d attempt(s) left.", n=wrong.remaining), "error")
-        except otp.OtpLocked:
-            flash(_("Too many incorrect codes. Ask for a new code."), "error")
-        except otp.OtpExpired:
-            flash(_("This code has expired or was already used. Ask for a new code."), "error")
+        except otp.OtpSuperseded:
+            flash(
+                _("This code was replaced by a newer one. Enter the last code you received."),
+                "error",
+            )
+        except otp.OtpError:  # expired, locked, the account's limit: the page's state says it
+            pass
         else:
             return flow.after_code(tx, tx_id, user, channel_used, bool(form.remember.data))
         return redirect(flow.step_url(tx_id, "otp"), code=303)
-    channel_name = (challenge.channel if challenge else "") or tx.channel or "email"
+    state = otp.code_page(tx, user)
     destination = (
-        otp.mask_phone(user.backup_phone) if channel_name == "sms" else otp.mask_email(user.email)
+        otp.mask_phone(user.backup_phone or "")
+        if state.channel == "sms"
+        else otp.mask_email(user.email)
     )
     return render_template(
         "auth/otp.html",
         form=form,
         tx=tx_id,
-        channel=channel_name,
+        state=state,
         destination=destination,
-        sent=challenge is not None and challenge.holds_code,
+        valid_until=i18n.time_of_day(state.expires_at),
+        account_wait_minutes=i18n.minutes(state.account_wait),
+        codes_per_hour=otp.codes_per_hour(),
+        restart=flow.restart_url(tx),
         can_switch=bool(user.backup_phone),
         errors=get_flashed_messages(category_filter=["error"]),
     ), 200 if request.method == "GET" else 400
 
 
-def _resend(tx, tx_id, user, challenge):
-    """Resend the code ("Renvoyer le code") on the last chosen channel."""
-    channel_name = tx.channel or (challenge.channel if challenge else "email")
-    if flow.send_code_or_explain(tx, user, channel_name):
-        flash(_("A new code was sent."), "info")
-    return redirect(flow.step_url(tx_id, "otp"))
+def _resend(tx, tx_id, user):
+    """Resend the code ("Renvoyer le code") on the channel of the code in flight."""
+    flow.send_code_or_explain(tx, user, otp.code_page(tx, user).channel)
+    return redirect(flow.step_url(tx_id, "otp"), code=303)

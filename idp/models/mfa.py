@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy import JSON, BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import clock
@@ -13,7 +13,9 @@ class OtpChallenge(db.Model):
     """The code sent for one login transaction; a new code replaces this row.
 
     Only a keyed hash of the code is stored. ``attempts`` counts wrong tries;
-    ``used`` flips once, atomically, on the right one.
+    ``used`` flips once, atomically, on the right one. ``replaced`` keeps the
+    hashes of the codes this one superseded (a resend, a switch), so that a late
+    SMS is answered "replaced by a newer code" instead of "incorrect".
     """
 
     __tablename__ = "otp_challenges"
@@ -30,6 +32,7 @@ class OtpChallenge(db.Model):
     attempts: Mapped[int] = mapped_column(default=0)
     sends: Mapped[int] = mapped_column(default=1)
     used: Mapped[bool] = mapped_column(default=False)
+    replaced: Mapped[list] = mapped_column(JSON, default=list)
 
     @property
     def holds_code(self) -> bool:

@@ -37,6 +37,8 @@ class User(db.Model):
     profession: Mapped[str] = mapped_column(String(100), default="")
     roles: Mapped[list] = mapped_column(JSON, default=list)
     backup_phone: Mapped[str | None] = mapped_column(String(20), default=None)
+    # The channel of the last code the user typed right: pre-selected next time.
+    last_channel: Mapped[str | None] = mapped_column(String(10), default=None)
     locale: Mapped[str] = mapped_column(String(10), default="fr")
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     password_changed_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
