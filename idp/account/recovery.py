@@ -18,7 +18,7 @@ from ..crypto import random_token, sha256_hex
 from ..delivery import DeliveryError
 from ..delivery.messages import send_reset_link
 from ..models import PasswordResetToken, User, db, use_once
-from ..users import find_by_identifier, set_password
+from ..users import find_by_identifier, mark_email_verified, set_password
 from .passwords import PasswordRefused, new_password_errors, notify_change, sign_out_everywhere
 
 log = logging.getLogger("idp.account")
@@ -128,6 +128,7 @@ def complete_reset(token: str, new: str, confirm: str) -> User:
         raise PasswordRefused(errors)
     if not use_once(PasswordResetToken, row.id):
         raise ResetLinkInvalid()
+    mark_email_verified(user)  # the link went to the mailbox; set_password commits both
     set_password(user, new)
     sign_out_everywhere(user, "password_reset")
     audit.record("password.reset", user_id=user.id)

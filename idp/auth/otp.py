@@ -23,6 +23,7 @@ from ..crypto import keyed_hash, same
 from ..delivery import DeliveryError, DeliverySlow
 from ..delivery.messages import send_otp
 from ..models import LoginTransaction, OtpChallenge, User, db, use_once
+from ..users import mark_email_verified
 
 RESEND_COOLDOWN = 30  # seconds between two codes for one login
 MAX_SENDS = 5  # codes per login
@@ -288,6 +289,7 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
         raise wrong_code(row.user_id, remaining, max_attempts)
     if not use_once(OtpChallenge, row.id):
         raise OtpExpired()
+    mark_email_verified(tx.user, row.channel)  # an e-mailed code proves the mailbox
     audit.record("otp.verified", user_id=row.user_id, channel=row.channel)
     return row.channel
 

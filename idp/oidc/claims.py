@@ -49,7 +49,9 @@ def all_claims(user: User) -> dict:
         "locale": user.locale,
         "updated_at": user.updated_at,
         "email": user.email,
-        "email_verified": True,  # set by the operator who registers the account
+        # Only once the user proved control of the mailbox (``idp.users.mark_email_verified``):
+        # an address the operator typed is an assertion, not a proof (OIDC Core §5.1).
+        "email_verified": bool(user.email_verified),
     }
     if user.backup_phone:
         claims["phone_number"] = user.backup_phone
