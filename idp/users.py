@@ -5,14 +5,20 @@ folding (Unicode §3.13, UAX #15), so ``alice``, ``Alice`` and a fullwidth
 ``ａｌｉｃｅ`` are one name, and ``élise`` typed in NFC or NFD is one name.
 Control, format (zero-width…) and other invisible characters are refused:
 two accounts must never display identically in an RP's logs (SECURITY.md).
+
+E-mail addresses go through one validator, ``validate_email_address``, whoever
+sets them (``idp user add``, the operator console); the account console does
+not let a user change the address (README, "The account console").
 """
 
 from __future__ import annotations
 
 import unicodedata
+from contextlib import suppress
 
+from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import case, delete, or_, select
+from sqlalchemy import case, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from . import clock
@@ -41,7 +47,66 @@ def invisible_characters(value: str) -> bool:
 
 
 def normalize_email(email: str) -> str:
+    """How addresses were stored before ``validate_email_address``: lower-cased."""
     return email.strip().lower()
+
+
+def validate_email_address(raw: str) -> str:
+    """The normalised address, or ``UserError``: the one check of an e-mail address.
+
+    The address is where sign-in codes and reset links go, so it must name exactly
+    one mailbox, the same for us, the SMTP transport and the user (SECURITY.md,
+    "Identifiers"). ``email-validator`` (RFC 5321/5322, IDNA 2008) refuses what a
+    mail library would read differently from our duplicate check: a display name
+    (``"x" <other@…>``: Flask-Mail parses it and writes to ``other@…``), CR/LF (a
+    header injection; before, the trailing ones were stripped silently), a second
+    ``@``, a trailing dot, quoted local parts and IP-literal domains. No DNS look-up
+    (``check_deliverability=False``): the operator's network may not resolve, and a
+    bounce is no proof either way. ``allow_smtputf8=False``: the part before the
+    ``@`` must be ASCII, deliverable by any mail relay; an internationalised domain
+    is accepted and stored in its Unicode form (``a@école.fr``, also when typed as
+    ``a@xn--cole-9oa.fr``), which Flask-Mail encodes in IDNA when sending.
+
+    Normalised: the library's form (domain IDNA-normalised, NFC), lower-cased as
+    addresses always were stored here: RFC 5321 lets a mailbox name be
+    case-sensitive, but no mail service our users have treats it so, and one
+    spelling per mailbox is what RPs and logs see. Duplicates are found by
+    ``identity_key`` (case folding, NFKC).
+    """
+    value = raw.strip(" ") if isinstance(raw, str) else ""  # only plain spaces: never CR/LF
+    if not value or len(value) > 254:
+        raise UserError("an e-mail address has 1 to 254 characters")
+    if invisible_characters(value):
+        raise UserError("the e-mail address holds spaces, control or invisible characters")
+    try:
+        checked = validate_email(
+            value,
+            check_deliverability=False,
+            allow_smtputf8=False,
+            allow_quoted_local=False,
+            allow_domain_literal=False,
+            allow_display_name=False,
+            strict=True,  # also the 64-octet limit of the part before the @
+        )
+    except EmailNotValidError as exc:
+        raise UserError(f"not a usable e-mail address: {exc}") from None
+    return unicodedata.normalize("NFC", checked.normalized).lower()
+
+
+def mark_email_verified(user: User, channel: str = "email") -> None:
+    """The user came back with what only the account's mailbox received (a code typed
+    at sign-in, a reset link used): ``email_verified`` becomes true.
+
+    ``channel`` is where that was sent: a code sent by SMS proves the phone, not the
+    address. Conditioned on the address being the one that was proven, and not
+    committed: it is part of the caller's transaction (the code accepted, the
+    password reset), and a rolled back step proves nothing.
+    """
+    if channel != "email" or user.email_verified:
+        return
+    db.session.execute(
+        update(User).where(User.id == user.id, User.email == user.email).values(email_verified=True)
+    )
 
 
 def find_by_identifier(identifier: str) -> User | None:
@@ -54,6 +119,10 @@ def find_by_identifier(identifier: str) -> User | None:
     if not value or len(value) > 254:
         return None
     key = identity_key(value)
+    email_keys = {key}
+    if "@" in value:  # ``a@xn--cole-9oa.fr`` finds ``a@école.fr``
+        with suppress(UserError):
+            email_keys.add(identity_key(validate_email_address(value)))
     exact_first = case((User.username == value, 0), else_=1)
     return db.session.scalars(
         select(User)
@@ -62,7 +131,7 @@ def find_by_identifier(identifier: str) -> User | None:
                 User.username == value,
                 User.email == normalize_email(value),
                 User.username_key == key,
-                User.email_key == key,
+                User.email_key.in_(email_keys),
             )
         )
         .order_by(exact_first, User.id)
@@ -90,17 +159,13 @@ def create_user(
     backup_phone: str | None = None,
 ) -> User:
     username = unicodedata.normalize("NFC", username.strip())
-    email = normalize_email(unicodedata.normalize("NFC", email))
     if not username or invisible_characters(username) or "@" in identity_key(username):
         raise UserError(
             "the identifier must be non-empty, without '@', spaces, control or invisible characters"
         )
-    if "@" not in email or email.startswith("@") or email.endswith("@"):
-        raise UserError(f"not an e-mail address: {email!r}")
-    if len(username) > 150 or len(email) > 254:
-        raise UserError("the identifier (150) or the e-mail address (254) is too long")
-    if invisible_characters(email):
-        raise UserError("the e-mail address holds spaces, control or invisible characters")
+    if len(username) > 150:
+        raise UserError("the identifier is too long (150 characters at most)")
+    email = validate_email_address(email)
     username_key, email_key = identity_key(username), identity_key(email)
     if len(username_key) > 600 or len(email_key) > 1000:  # NFKC may expand up to 18 times
         raise UserError("the identifier or the e-mail address is too long once normalised")

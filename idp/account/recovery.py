@@ -19,7 +19,7 @@ from ..delivery import DeliveryError
 from ..delivery.messages import send_reset_link
 from ..models import PasswordResetToken, User, db, use_once
 from ..passwords import hash_password
-from ..users import find_by_identifier, set_password_hash
+from ..users import find_by_identifier, mark_email_verified, set_password_hash
 from .passwords import PasswordRefused, new_password_errors, notify_change, sign_out_everywhere
 
 log = logging.getLogger("idp.account")
@@ -136,6 +136,7 @@ def complete_reset(token: str, new: str, confirm: str) -> User:
     if not use_once(PasswordResetToken, row.id):
         db.session.rollback()
         raise ResetLinkInvalid()
+    mark_email_verified(user)  # the link went to the mailbox: proven, in this same step
     set_password_hash(user, hashed)
     sign_out_everywhere(user, "password_reset")
     audit.record("password.reset", user_id=user.id, commit=False)

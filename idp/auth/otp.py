@@ -24,6 +24,7 @@ from ..crypto import keyed_hash, same
 from ..delivery import DeliveryError, DeliverySlow
 from ..delivery.messages import send_otp
 from ..models import LoginTransaction, OtpChallenge, User, db, use_once
+from ..users import mark_email_verified
 
 RESEND_COOLDOWN = 30  # seconds between two codes on one channel for one login
 MAX_SENDS = 5  # codes per login
@@ -364,6 +365,7 @@ def verify_code(tx: LoginTransaction, code: str) -> str:
         raise OtpExpired()
     # Not committed here: the code is spent only if the sign-in it opens lands too.
     tx.user.last_channel = row.channel  # pre-selected at the next sign-in
+    mark_email_verified(tx.user, row.channel)  # an e-mailed code proves the mailbox
     audit.record("otp.verified", user_id=row.user_id, channel=row.channel, commit=False)
     return row.channel
 

@@ -26,7 +26,11 @@ class User(db.Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     subject: Mapped[str] = mapped_column(String(64), unique=True, default=new_subject)
     username: Mapped[str] = mapped_column(String(150), unique=True)
-    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored lower-case
+    # Stored as ``idp.users.validate_email_address`` normalises it (lower-case).
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    # True once the user proved control of the mailbox (a code typed at sign-in, a reset
+    # link used: ``idp.users.mark_email_verified``); the ``email_verified`` claim says it.
+    email_verified: Mapped[bool] = mapped_column(default=False)
     # Comparison keys (NFKC + case folding, ``idp.users.identity_key``): look-alike
     # names cannot coexist. Null only where the 0003 migration found a collision.
     username_key: Mapped[str | None] = mapped_column(String(600), unique=True, default=None)

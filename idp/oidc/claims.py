@@ -7,7 +7,8 @@ import json
 from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oidc.core import UserInfo
 
-from ..models import User
+from ..models import Client, User
+from ..subjects import subject_for
 
 SCOPE_CLAIMS = {
     "profile": (
@@ -39,9 +40,9 @@ CLAIMS_SUPPORTED = [
 
 
 def all_claims(user: User) -> dict:
-    """Every claim this provider can state about a user."""
+    """Every claim this provider can state about a user, but ``sub``: that one depends on
+    who asks (``idp.subjects.subject_for``)."""
     claims = {
-        "sub": user.subject,
         "name": user.name or user.username,
         "given_name": user.given_name,
         "family_name": user.family_name,
@@ -49,7 +50,9 @@ def all_claims(user: User) -> dict:
         "locale": user.locale,
         "updated_at": user.updated_at,
         "email": user.email,
-        "email_verified": True,  # set by the operator who registers the account
+        # Only once the user proved control of the mailbox (``idp.users.mark_email_verified``):
+        # an address the operator typed is an assertion, not a proof (OIDC Core §5.1).
+        "email_verified": bool(user.email_verified),
     }
     if user.backup_phone:
         claims["phone_number"] = user.backup_phone
@@ -59,6 +62,12 @@ def all_claims(user: User) -> dict:
         # assertion, as the e-mail address is.
         claims["phone_number_verified"] = True
     return {k: v for k, v in claims.items() if v not in ("", None)}
+
+
+def _with_subject(user: User, client: Client | None, wanted: set[str]) -> UserInfo:
+    available = all_claims(user)
+    claims = {k: available[k] for k in wanted if k in available}
+    return UserInfo(sub=subject_for(user, client), **claims)
 
 
 def parse_claims_request(raw: str | None) -> dict | None:
@@ -88,17 +97,19 @@ def _requested(claims_request: dict | None, member: str) -> set[str]:
     return set((claims_request or {}).get(member) or {})
 
 
-def userinfo_claims(user: User, scope: str, claims_request: dict | None = None) -> UserInfo:
-    """What ``/userinfo`` returns: scope claims plus those named in ``claims.userinfo``."""
-    wanted = {"sub"} | _requested(claims_request, "userinfo")
+def userinfo_claims(
+    user: User, client: Client | None, scope: str, claims_request: dict | None = None
+) -> UserInfo:
+    """What ``/userinfo`` returns to ``client``: its ``sub``, the scope claims, and those
+    named in ``claims.userinfo``."""
+    wanted = _requested(claims_request, "userinfo")
     for name in scope_to_list(scope) or []:
         wanted.update(SCOPE_CLAIMS.get(name, ()))
-    available = all_claims(user)
-    return UserInfo({k: available[k] for k in wanted if k in available})
+    return _with_subject(user, client, wanted)
 
 
-def id_token_claims(user: User, claims_request: dict | None = None) -> UserInfo:
+def id_token_claims(
+    user: User, client: Client | None, claims_request: dict | None = None
+) -> UserInfo:
     """ID tokens carry ``sub`` and only what ``claims.id_token`` asked for (data minimisation)."""
-    available = all_claims(user)
-    wanted = {"sub"} | (_requested(claims_request, "id_token") & set(available))
-    return UserInfo({k: available[k] for k in wanted})
+    return _with_subject(user, client, _requested(claims_request, "id_token"))

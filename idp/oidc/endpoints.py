@@ -20,6 +20,7 @@ from .. import audit
 from ..crypto import sha256_hex
 from ..models import Token, User, db
 from ..models.tokens import revoke_tokens
+from ..subjects import subject_for
 from .claims import userinfo_claims
 
 
@@ -111,7 +112,7 @@ class Introspection(IntrospectionEndpoint):
             "token_type": "refresh_token" if is_refresh else "Bearer",
             "username": token.user.username,
             "scope": token.scope,
-            "sub": token.user.subject,
+            "sub": subject_for(token.user, self.server.query_client(token.client_id)),
             "aud": token.client_id,
             "iss": self.server.settings["issuer"],
             "exp": token.refresh_expires_at if is_refresh else token.get_expires_at(),
@@ -126,7 +127,8 @@ class UserInfo(UserInfoEndpoint):
     def generate_user_info(self, user: User, scope: str):
         """Scope claims plus those the ``claims`` parameter asked for (Core §5.5)."""
         token = g.get("authlib_server_oauth2_token")
-        return userinfo_claims(user, scope, getattr(token, "claims_request", None))
+        client = self.server.query_client(token.client_id) if token is not None else None
+        return userinfo_claims(user, client, scope, getattr(token, "claims_request", None))
 
     def get_issuer(self) -> str:
         return self.server.settings["issuer"]

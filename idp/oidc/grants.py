@@ -228,7 +228,10 @@ class OpenIDCodeExtension(OpenIDCode):
         claims = super().get_authorization_code_claims(authorization_code)
         if authorization_code.sid:
             claims["sid"] = authorization_code.sid
-        claims.update(id_token_claims(authorization_code.user, authorization_code.claims_request))
+        client = self.server.query_client(authorization_code.client_id)
+        claims.update(
+            id_token_claims(authorization_code.user, client, authorization_code.claims_request)
+        )
         return claims
 
     def exists_nonce(self, nonce: str, request) -> bool:
@@ -240,5 +243,6 @@ class OpenIDCodeExtension(OpenIDCode):
         return False
 
     def generate_user_info(self, user: User, scope: str) -> dict:
-        """Only ``sub``: profile data goes to /userinfo (data minimisation)."""
-        return {"sub": user.subject}
+        """Nothing more: ``sub`` (public or pairwise, ``idp.subjects``) came with the code's
+        claims, which name the client; profile data goes to /userinfo (data minimisation)."""
+        return {}

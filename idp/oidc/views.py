@@ -7,6 +7,7 @@ from flask import Blueprint, current_app, jsonify, redirect, render_template, re
 
 from ..auth import flow, sessions, transaction
 from ..extensions import csrf
+from ..subjects import subject_for
 from . import authorize as authz
 from .acr import AcrDemand
 from .discovery import provider_metadata
@@ -95,7 +96,9 @@ def _needs_confirmation(end_request) -> bool:
     claims = end_request.id_token_claims or {}
     if sso is None:
         return False
-    return claims.get("sub") != sso.user.subject
+    # A pairwise client knows the user by its own ``sub``: the hint's audience (Authlib
+    # checked that ``client_id``, when sent, is it) says which one to compare.
+    return claims.get("sub") != subject_for(sso.user, end_request.client)
 
 
 @bp.route("/logout", methods=["GET", "POST"])
