@@ -329,3 +329,64 @@ def test_a_failed_commit_leaves_nothing_half_written(
     assert retry.status_code == 200, retry.text
     assert _userinfo(client, retry.json["access_token"]) == 200
     assert _events(app, "refresh.replayed") == []
+
+
+@contextlib.contextmanager
+def before_the_recheck(app, action):
+    """Run ``action(connection)`` once, just before the refresh re-reads the presented
+    token after its commit (``RefreshTokenGrant._revoke_if_revoked_meanwhile``)."""
+    fired = []
+
+    def hook(conn, cursor, statement, parameters, context, executemany):
+        if not fired and statement.lstrip().upper().startswith(
+            "SELECT TOKENS.REFRESH_REVOKED, TOKENS.REFRESH_ROTATED_AT"
+        ):
+            fired.append(True)
+            action(conn)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", hook)
+    try:
+        yield fired
+    finally:
+        event.remove(engine, "before_cursor_execute", hook)
+
+
+def test_a_revocation_racing_a_refresh_reaches_the_tokens_it_gave(app, login, client, secret):
+    """On PostgreSQL a family revocation waiting on the refresh's row lock cannot see the
+    row that refresh inserted; the refresh looks again once committed (as for codes)."""
+    first = _grant(login, secret=secret)
+    with app.app_context():
+        engine, old_id = db.engine, db.session.scalars(select(Token.id)).one()
+
+    def revoke_missing_the_new_row(_conn):
+        with engine.begin() as other:  # what that revocation did: the rows it could see
+            other.execute(
+                Token.__table__.update()
+                .where(Token.__table__.c.id == old_id)
+                .values(access_revoked=True, refresh_revoked=True, refresh_rotated_at=None)
+            )
+
+    with before_the_recheck(app, revoke_missing_the_new_row) as fired:
+        answer = _refresh(client, first["refresh_token"], secret=secret)
+    assert fired and answer.status_code == 200, answer.text
+    assert _userinfo(client, answer.json["access_token"]) == 401
+    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
+        "invalid_grant"
+    )
+
+
+def test_a_failed_recheck_still_answers_the_committed_refresh(app, login, client, secret):
+    """The refresh is committed: an error then must not make the client retry with a
+    token already retired (with the grace off, that retry would revoke its grant)."""
+    first = _grant(login, secret=secret)
+
+    def fail(_conn):
+        raise OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    with before_the_recheck(app, fail) as fired:
+        answer = _refresh(client, first["refresh_token"], secret=secret)
+    assert fired and answer.status_code == 200, answer.text
+    assert _userinfo(client, answer.json["access_token"]) == 200
+    assert _refresh(client, answer.json["refresh_token"], secret=secret).status_code == 200

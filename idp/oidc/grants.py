@@ -21,6 +21,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
@@ -276,13 +277,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def _revoke_if_revoked_meanwhile(token_id: int, family_id: str) -> None:
         """A revocation of the family that waited on our row lock (PostgreSQL, read
         committed) did not see the row we just inserted: look again now that it is
-        committed, as ``Server._revoke_if_replayed`` does for codes."""
-        revoked, rotated_at = db.session.execute(
-            select(Token.refresh_revoked, Token.refresh_rotated_at).where(Token.id == token_id)
-        ).one()
-        if revoked and rotated_at is None:
-            revoke_tokens(Token.family_id == family_id)
-            db.session.commit()
+        committed, as ``Server._revoke_if_replayed`` does for codes.
+
+        The refresh is committed by now: a database failure here must not turn it
+        into an error whose retry would find the presented token already retired.
+        """
+        try:
+            revoked, rotated_at = db.session.execute(
+                select(Token.refresh_revoked, Token.refresh_rotated_at).where(Token.id == token_id)
+            ).one()
+            if revoked and rotated_at is None:
+                revoke_tokens(Token.family_id == family_id)
+                db.session.commit()
+        except SQLAlchemyError as error:
+            db.session.rollback()
+            log.warning("refresh: revocation re-check skipped: %s", type(error).__name__)
 
 
 class OpenIDCodeExtension(OpenIDCode):
