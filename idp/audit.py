@@ -29,9 +29,10 @@ def record(
     user_id: int | None = None,
     client_id: str | None = None,
     commit: bool = True,
+    level: int = logging.INFO,
     **detail: str | int | bool | None,
 ) -> None:
-    """Store one event and log it; commits unless the caller's transaction will."""
+    """Store one event and log it (at ``level``); commits unless the caller's transaction will."""
     entry = AuditEvent(
         event=event,
         user_id=user_id,
@@ -43,4 +44,4 @@ def record(
     db.session.add(entry)
     if commit:
         db.session.commit()
-    log.info("%s user=%s client=%s %s", event, user_id, client_id, entry.detail or "")
+    log.log(level, "%s user=%s client=%s %s", event, user_id, client_id, entry.detail or "")

@@ -57,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
         "access_token_seconds": 600,
         "id_token_seconds": 600,
         "refresh_token_days": 1,
+        "refresh_reuse_seconds": 10,
         "code_seconds": 60,
     },
     "session": {"sso_hours": 10, "login_minutes": 30},
@@ -206,6 +207,8 @@ def _check_values(settings: dict) -> None:
         raise ConfigError("audit.retention_days: must not be negative")
     if settings["trusted_proxies"] < 0:
         raise ConfigError("trusted_proxies: must not be negative")
+    if settings["tokens"]["refresh_reuse_seconds"] < 0:
+        raise ConfigError("tokens.refresh_reuse_seconds: must not be negative (0: no grace)")
     if settings["password"]["max_age_days"] < 0 or settings["tokens"]["refresh_token_days"] < 0:
         raise ConfigError("password.max_age_days / tokens.refresh_token_days: must not be negative")
     if not settings["secret_key"] and not is_sqlite(settings["database"]["url"]):

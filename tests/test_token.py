@@ -201,7 +201,8 @@ def test_public_client_exchanges_with_pkce_only(app, client):
     assert response.status_code == 200 and "id_token" in response.json
 
 
-def test_refresh_rotates_and_reuse_revokes_the_family(login, client, secret):
+def test_refresh_rotates_and_reuse_revokes_the_family(login, client, secret, frozen_clock):
+    """Past ``[tokens] refresh_reuse_seconds`` (tests/test_refresh.py covers the grace)."""
     tokens = login.exchange(login.login_through()["code"], secret=secret).json
     refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
     rotated = client.post("/token", data=refresh, auth=("rp", secret))
@@ -211,6 +212,7 @@ def test_refresh_rotates_and_reuse_revokes_the_family(login, client, secret):
     old_auth = {"Authorization": f"Bearer {tokens['access_token']}"}
     assert client.get("/userinfo", headers=old_auth).status_code == 401
 
+    frozen_clock.advance(11)
     replay = client.post("/token", data=refresh, auth=("rp", secret))
     assert replay.json["error"] == "invalid_grant"
     again = {"grant_type": "refresh_token", "refresh_token": new["refresh_token"]}

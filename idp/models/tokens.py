@@ -61,9 +61,16 @@ class AuthorizationCode(db.Model, AuthorizationCodeMixin):
 
 
 def revoke_tokens(*conditions) -> None:
-    """Revoke access and refresh tokens matching ``conditions`` (caller commits)."""
+    """Revoke access and refresh tokens matching ``conditions`` (caller commits).
+
+    A revoked token is never in its reuse grace (``Token.refresh_rotated_at``
+    cleared): logout, ``/revoke``, a password change or a detected replay end
+    the grace of tokens rotated moments before (SECURITY.md, "Refresh tokens").
+    """
     db.session.execute(
-        update(Token).where(*conditions).values(access_revoked=True, refresh_revoked=True)
+        update(Token)
+        .where(*conditions)
+        .values(access_revoked=True, refresh_revoked=True, refresh_rotated_at=None)
     )
 
 
@@ -89,6 +96,10 @@ class Token(db.Model, TokenMixin):
     refresh_expires_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     access_revoked: Mapped[bool] = mapped_column(default=False)
     refresh_revoked: Mapped[bool] = mapped_column(default=False)
+    # When a refresh retired this refresh token (rotation); None if never rotated or
+    # since revoked. Within ``[tokens] refresh_reuse_seconds`` of it, presenting the
+    # token again is a concurrent or retried refresh, not theft.
+    refresh_rotated_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     family_id: Mapped[str] = mapped_column(String(64), index=True)
     sid: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     auth_time: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -124,6 +135,16 @@ class Token(db.Model, TokenMixin):
             not self.refresh_revoked
             and self.refresh_expires_at is not None
             and clock.now() < self.refresh_expires_at
+        )
+
+    def in_reuse_grace(self, grace_seconds: int) -> bool:
+        """Rotated less than ``grace_seconds`` ago, not revoked since, not expired."""
+        now = clock.now()
+        return (
+            self.refresh_rotated_at is not None
+            and now < self.refresh_rotated_at + grace_seconds
+            and self.refresh_expires_at is not None
+            and now < self.refresh_expires_at
         )
 
     def get_user(self) -> User:

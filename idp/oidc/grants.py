@@ -1,7 +1,8 @@
 """Authlib grants: only the hooks Authlib asks for (docs/CONVENTIONS.md, convention 4).
 
 OpenID Connect Core 1.0 §3.1 (code flow), RFC 7636 (PKCE), RFC 6749 §6
-(refresh, rotated, reuse revokes the family — OAuth 2.0 Security BCP §4.14).
+(refresh, rotated; reuse past a few seconds' grace revokes the family — RFC 9700
+§4.14.2, SECURITY.md "Refresh tokens").
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode
 from flask import current_app
 from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
@@ -149,9 +151,41 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return None if user is None or user.disabled else user
 
 
+def _refresh_replayed(token_id: int, family_id: str, user_id: int, client_id: str) -> None:
+    """Reuse of a retired refresh token past its grace: theft assumed, the grant ends.
+
+    Whatever the failed refresh had written is rolled back first; the family's
+    revocation and its audit row are then one transaction.
+    """
+    db.session.rollback()
+    revoke_tokens(Token.family_id == family_id)
+    audit.record(
+        "refresh.replayed",
+        user_id=user_id,
+        client_id=client_id,
+        commit=False,
+        level=logging.WARNING,
+        token=token_id,
+    )
+    db.session.commit()
+
+
 class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Refresh (RFC 6749 §6) with rotation, a reuse grace, and one transaction per refresh.
+
+    Authlib calls ``save_token`` (the new row and its ``token.issued`` audit row,
+    not committed: ``Server.save_token``) and then ``revoke_old_credential``,
+    which retires the presented token by compare-and-set and commits all three
+    together, or rolls everything back. The rules are in SECURITY.md, "Refresh
+    tokens".
+    """
+
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    @property
+    def _grace_seconds(self) -> int:
+        return current_app.config["IDP"]["tokens"]["refresh_reuse_seconds"]
 
     def _validate_token_scope(self, token: Token) -> None:
         """A refresh may narrow the scope, within what was granted (RFC 6749 §6)."""
@@ -160,21 +194,28 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             raise InvalidScopeError()
 
     def issue_token(self, user: User, refresh_token: Token) -> dict:
-        """Without a ``scope`` parameter the new tokens get the whole grant back."""
+        """Without a ``scope`` parameter the new tokens get the whole grant back.
+
+        A client registered with ``--no-rotate`` (confidential only) gets no new
+        refresh token: it keeps using the one it has (RFC 6749 §6 lets the
+        server choose); public clients always rotate (RFC 9700 §4.14.2).
+        """
         scope = self.request.payload.scope or refresh_token.grant_scope
-        return self.generate_token(user=user, scope=scope, include_refresh_token=True)
+        rotate = self.INCLUDE_NEW_REFRESH_TOKEN and self.request.client.rotate_refresh_token
+        return self.generate_token(user=user, scope=scope, include_refresh_token=rotate)
 
     def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+        """A live token, or one rotated within the grace; any other retired one is theft."""
         row = db.session.scalars(
             select(Token).where(Token.refresh_token_hash == sha256_hex(refresh_token))
         ).first()
         if row is None:
             return None
+        if row.is_refresh_usable() or row.in_reuse_grace(self._grace_seconds):
+            return row
         if row.refresh_revoked:
-            revoke_family(row.family_id)
-            audit.record("refresh.replayed", user_id=row.user_id, client_id=row.client_id)
-            return None
-        return row if row.is_refresh_usable() else None
+            _refresh_replayed(row.id, row.family_id, row.user_id, row.client_id)
+        return None
 
     def authenticate_user(self, refresh_token: Token) -> User:
         user = db.session.get(User, refresh_token.user_id)
@@ -183,16 +224,76 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return user
 
     def revoke_old_credential(self, refresh_token: Token) -> None:
-        """Retire the used refresh token; losing a race counts as reuse."""
-        retired = db.session.execute(
-            update(Token)
-            .where(Token.id == refresh_token.id, Token.refresh_revoked.is_(False))
-            .values(refresh_revoked=True, access_revoked=True)
-        )
-        db.session.commit()
-        if retired.rowcount != 1:
-            revoke_family(refresh_token.family_id)
+        """Retire the presented token (compare-and-set) and commit the whole refresh.
+
+        With rotation, exactly one request retires a live token; any other one
+        (a concurrent refresh that read it live, or a reuse) goes on only while
+        the retired token is in its grace, checked by a conditional UPDATE that
+        also holds the row against a concurrent revocation until the commit.
+        Without rotation the token must still be live. A database error
+        anywhere propagates before the commit: nothing of the refresh is kept
+        and the presented token stays as it was.
+        """
+        token_id, family_id = refresh_token.id, refresh_token.family_id
+        owner = (refresh_token.user_id, refresh_token.client_id)
+        now = clock.now()
+        rotate = self.request.client.rotate_refresh_token
+        live = (Token.id == token_id, Token.refresh_revoked.is_(False))
+        if rotate:
+            retired = db.session.execute(
+                update(Token)
+                .where(*live)
+                .values(refresh_revoked=True, access_revoked=True, refresh_rotated_at=now)
+            ).rowcount
+            ok = retired == 1 or self._still_in_grace(token_id, now)
+        else:
+            ok = self._touch(*live)
+        if not ok:
+            if rotate:  # lost a race with grace disabled or over: the grant is compromised
+                _refresh_replayed(token_id, family_id, *owner)
+            else:
+                db.session.rollback()
             raise InvalidGrantError("Refresh token already used.")
+        db.session.commit()
+        self._revoke_if_revoked_meanwhile(token_id, family_id)
+
+    def _still_in_grace(self, token_id: int, now: int) -> bool:
+        grace = self._grace_seconds
+        return grace > 0 and self._touch(
+            Token.id == token_id,
+            Token.refresh_rotated_at.is_not(None),
+            Token.refresh_rotated_at > now - grace,
+            Token.refresh_expires_at > now,
+        )
+
+    @staticmethod
+    def _touch(*conditions) -> bool:
+        """A write that changes nothing, conditioned on the state the refresh relies on:
+        it holds the row (PostgreSQL row lock, SQLite write lock) until the commit."""
+        touched = db.session.execute(
+            update(Token).where(*conditions).values(refresh_rotated_at=Token.refresh_rotated_at)
+        )
+        return touched.rowcount == 1
+
+    @staticmethod
+    def _revoke_if_revoked_meanwhile(token_id: int, family_id: str) -> None:
+        """A revocation of the family that waited on our row lock (PostgreSQL, read
+        committed) did not see the row we just inserted: look again now that it is
+        committed, as ``Server._revoke_if_replayed`` does for codes.
+
+        The refresh is committed by now: a database failure here must not turn it
+        into an error whose retry would find the presented token already retired.
+        """
+        try:
+            revoked, rotated_at = db.session.execute(
+                select(Token.refresh_revoked, Token.refresh_rotated_at).where(Token.id == token_id)
+            ).one()
+            if revoked and rotated_at is None:
+                revoke_tokens(Token.family_id == family_id)
+                db.session.commit()
+        except SQLAlchemyError as error:
+            db.session.rollback()
+            log.warning("refresh: revocation re-check skipped: %s", type(error).__name__)
 
 
 class OpenIDCodeExtension(OpenIDCode):

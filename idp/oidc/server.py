@@ -160,9 +160,10 @@ class Server(AuthorizationServer):
             commit=False,
             grant=request.payload.grant_type,
         )
+        if code is None:
+            return  # a refresh: committed with the old token's retirement (revoke_old_credential)
         db.session.commit()
-        if code is not None:
-            self._revoke_if_replayed(code)
+        self._revoke_if_replayed(code)
 
     def _revoke_if_replayed(self, code) -> None:
         """A replay that raced this redemption may have revoked the family before our

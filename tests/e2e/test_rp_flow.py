@@ -56,7 +56,9 @@ def test_code_flow_userinfo_refresh_revoke_and_logout(provider, agent, rp):
         assert info.json()["email"] == "alice@exemple.fr"
         assert info.json()["name"] == "Alice Martin"
 
-    # Refresh: rotated; the old refresh token replayed kills the whole family.
+    # Refresh: rotated. The old refresh token presented again at once (a retry, a
+    # second tab) gets a fresh pair and revokes nothing; past [tokens]
+    # refresh_reuse_seconds it would kill the whole family (test_refresh_race.py).
     first_refresh = token["refresh_token"]
     refreshed = rp.oauth.refresh_token(rp.meta["token_endpoint"], refresh_token=first_refresh)
     assert refreshed["refresh_token"] != first_refresh
@@ -64,15 +66,10 @@ def test_code_flow_userinfo_refresh_revoke_and_logout(provider, agent, rp):
     with rp.userinfo(refreshed["access_token"]) as info:
         assert info.status_code == 200, info.text
     assert rp.introspect(refreshed["access_token"])["active"] is True
-    with pytest.raises(OAuthError) as replay:
-        rp.oauth.refresh_token(rp.meta["token_endpoint"], refresh_token=first_refresh)
-    assert replay.value.error == "invalid_grant"
-    with pytest.raises(OAuthError) as after_replay:
-        rp.oauth.refresh_token(rp.meta["token_endpoint"], refresh_token=refreshed["refresh_token"])
-    assert after_replay.value.error == "invalid_grant"
-    assert rp.introspect(refreshed["access_token"])["active"] is False
-    with rp.userinfo(refreshed["access_token"]) as info:
-        assert info.status_code == 401
+    retried = rp.oauth.refresh_token(rp.meta["token_endpoint"], refresh_token=first_refresh)
+    assert retried["refresh_token"] not in (first_refresh, refreshed["refresh_token"])
+    assert rp.introspect(refreshed["access_token"])["active"] is True
+    assert rp.introspect(refreshed["refresh_token"])["active"] is True
 
     # A second grant in the same SSO session (no password asked), then revocation.
     request, token = rp.login(agent)
