@@ -228,6 +228,18 @@ def test_client_id_parameter_naming_the_client_is_accepted(client, pk, rsa_key):
     assert authenticated(probe(client, sign(rsa_key), client_id="pk"))
 
 
+def test_what_authlib_clients_send(app, client, pk, rsa_key):
+    """Authlib's client side (``PrivateKeyJWT`` for ``OAuth2Session``, no ``kid``): its
+    default hour-long assertion is over the 10-minute limit; ``expires_in`` fixes it
+    (README, "For relying parties")."""
+    from authlib.oauth2.rfc7523 import private_key_jwt_sign
+
+    assert not authenticated(probe(client, private_key_jwt_sign(rsa_key, "pk", TOKEN_ENDPOINT)))
+    assert refusals(app) == [("pk", {"reason": "too_long_lived"})]
+    short = private_key_jwt_sign(rsa_key, "pk", TOKEN_ENDPOINT, expires_in=300)
+    assert authenticated(probe(client, short))
+
+
 # -- refusals ---------------------------------------------------------------------
 
 
