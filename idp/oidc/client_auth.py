@@ -128,15 +128,15 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             return None  # another method's request
         client = None
         try:
-            client = self._client(query_client, request)
-            claims = self._verified_claims(request, client)
+            client, header = self._client(query_client, request)
+            claims = self._verified_claims(request, client, header)
             self._use_jti(client, claims)
         except Refused as refused:
             self._refuse(request, refused, client)
         request.client = client
         return self.authenticate_client(client)
 
-    def _client(self, query_client, request) -> Client:
+    def _client(self, query_client, request) -> tuple[Client, dict]:
         """The client named by the assertion's ``sub``, read before any check only to
         find its keys (Authlib does the same); it is verified with them next."""
         form = request.form
@@ -155,16 +155,14 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
         client = query_client(sub)
         if client is None:
             raise Refused("unknown_client")
-        request.idp_assertion_header = header
-        return client
+        return client, header
 
-    def _verified_claims(self, request, client: Client) -> dict:
+    def _verified_claims(self, request, client: Client, header: dict) -> dict:
         if client.token_endpoint_auth_method != METHOD:
             raise Refused("not_private_key_jwt")
         form_client_id = request.form.get("client_id")
         if form_client_id is not None and form_client_id != client.client_id:
             raise Refused("client_id_mismatch")
-        header = request.idp_assertion_header
         alg = header.get("alg")
         if alg not in ALGORITHMS:
             raise Refused("algorithm")  # none, HS*, or anything else
