@@ -215,7 +215,12 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
             raise Refused("too_long_lived")
 
     def _use_jti(self, client: Client, claims: dict) -> None:
-        """Insert, and let the unique (client_id, jti_hash) decide under concurrency."""
+        """Insert, and let the unique (client_id, jti_hash) decide under concurrency.
+
+        Committed at once, in its own transaction, before the step the assertion
+        authenticates: the jti stays spent whatever that step then does (fails,
+        rolls back), so an assertion is accepted once, never "once per success".
+        """
         digest = hashlib.sha256(claims["jti"].encode("utf-8", "surrogatepass")).hexdigest()
         db.session.add(
             ClientAssertionJti(
