@@ -15,6 +15,7 @@ from . import clock
 from .models import (
     AuditEvent,
     AuthorizationCode,
+    ClientAssertionJti,
     LoginTransaction,
     OutboxMessage,
     PasswordResetToken,
@@ -30,8 +31,13 @@ AUDIT_BATCH = 5000  # audit rows deleted per transaction
 
 
 def purge_expired(now: int | None = None) -> dict[str, int]:
-    """Delete what expired more than ``GRACE`` ago; return the count per table."""
-    limit = (clock.now() if now is None else now) - GRACE
+    """Delete what expired more than ``GRACE`` ago; return the count per table.
+
+    Used client-assertion ids go as soon as their assertion expires: past that,
+    the assertion is refused as expired, so its ``jti`` has nothing left to guard.
+    """
+    now = clock.now() if now is None else now
+    limit = now - GRACE
     statements = {
         "authorization_codes": delete(AuthorizationCode).where(
             AuthorizationCode.expires_at < limit
@@ -56,6 +62,9 @@ def purge_expired(now: int | None = None) -> dict[str, int]:
         ),
         "throttles": delete(Throttle).where(
             and_(Throttle.blocked_until < limit, Throttle.window_start < limit)
+        ),
+        "client_assertion_jtis": delete(ClientAssertionJti).where(
+            ClientAssertionJti.expires_at < now
         ),
     }
     counts = {name: db.session.execute(stmt).rowcount for name, stmt in statements.items()}

@@ -36,6 +36,7 @@ def test_discovery_is_derived_from_configuration(client):
         "client_secret_basic",
         "client_secret_post",
         "none",
+        "private_key_jwt",
     }
     assert "offline_access" in meta["scopes_supported"]
     assert meta["authorization_response_iss_parameter_supported"] is True

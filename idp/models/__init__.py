@@ -22,6 +22,7 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 from .account import PasswordResetToken  # noqa: E402
+from .assertions import ClientAssertionJti  # noqa: E402
 from .audit import AuditEvent, Throttle  # noqa: E402
 from .clients import Client  # noqa: E402
 from .mfa import OtpChallenge, RememberedBrowser  # noqa: E402
@@ -35,6 +36,7 @@ __all__ = [
     "AuditEvent",
     "AuthorizationCode",
     "Client",
+    "ClientAssertionJti",
     "LoginTransaction",
     "OtpChallenge",
     "OutboxMessage",

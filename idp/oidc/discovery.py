@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from .claims import CLAIMS_SUPPORTED
+from .client_auth import ALGORITHMS as ASSERTION_ALGORITHMS
+from .endpoints import Introspection, Revocation
 from .grants import AUTH_METHODS
 from .keys import ALGORITHMS
 
@@ -35,8 +37,12 @@ def provider_metadata(settings: dict) -> dict:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
-        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
-        "introspection_endpoint_auth_methods_supported": AUTH_METHODS[:2],
+        "revocation_endpoint_auth_methods_supported": Revocation.CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": Introspection.CLIENT_AUTH_METHODS,
+        # private_key_jwt assertions: asymmetric algorithms only (SECURITY.md)
+        "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
+        "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "code_challenge_methods_supported": ["S256"],
         "acr_values_supported": [settings["acr"]["pwd"], settings["acr"]["mfa"]],
         "prompt_values_supported": ["none", "login", "consent", "select_account"],

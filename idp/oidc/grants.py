@@ -30,7 +30,7 @@ from ..models.tokens import revoke_tokens
 from .claims import id_token_claims
 
 log = logging.getLogger("idp.oidc")
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none", "private_key_jwt"]
 
 
 @dataclass(frozen=True)

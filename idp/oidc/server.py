@@ -31,6 +31,8 @@ from sqlalchemy.orm import joinedload
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
 from ..models import Client, Token, db
+from .client_auth import METHOD as PRIVATE_KEY_JWT
+from .client_auth import PrivateKeyJWT
 from .endpoints import EndSession, Introspection, Revocation, UserInfo
 from .grants import (
     AuthorizationCodeGrant,
@@ -118,6 +120,7 @@ class Server(AuthorizationServer):
         super().__init__()
         self.settings = settings
         self.keyring = keyring
+        self.private_key_jwt = PrivateKeyJWT(settings["issuer"])
 
     def query_client(self, client_id: str) -> Client | None:
         if not client_id:
@@ -201,7 +204,12 @@ class Server(AuthorizationServer):
     def authenticate_client(self, request, methods, endpoint="token"):
         if _unusable_basic_credentials(request.headers.get("Authorization")):
             raise InvalidClientError(status_code=401, description="Malformed Basic credentials.")
-        return super().authenticate_client(request, methods, endpoint)
+        self.private_key_jwt.before(request, endpoint)
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            self.private_key_jwt.after_refusal(request, self.query_client)
+            raise
 
     def create_token_response(self, request=None):
         try:
@@ -321,6 +329,7 @@ def init_app(app: Flask) -> None:
         keyring.reload()  # a bad key file stops start-up here, not at the first login
     server = Server(settings, keyring)
     server.init_app(app, query_client=server.query_client, save_token=server.save_token)
+    server.register_client_auth_method(PRIVATE_KEY_JWT, server.private_key_jwt)
     tokens = settings["tokens"]
     server.register_token_generator(
         "default",
