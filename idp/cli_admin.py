@@ -160,10 +160,10 @@ def user_unlock(ctx, username):
 @click.pass_context
 def user_disable(ctx, username):
     """Disable an account: its sessions and tokens stop working at once."""
-    from .users import disable_user
+    from .account.passwords import disable_account
 
     with _app(ctx).app_context():
-        disable_user(_account(username))
+        disable_account(_account(username))
     click.echo(f"user {username} disabled")
 
 

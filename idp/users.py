@@ -234,12 +234,3 @@ def password_expired(user: User) -> bool:
 
 def list_users() -> list[User]:
     return list(db.session.scalars(select(User).order_by(User.username)))
-
-
-def disable_user(user: User) -> None:
-    """Disable an account and end everything it holds: sessions and tokens."""
-    from .auth.sessions import end_all_of  # the auth package imports this module
-
-    user.disabled = True
-    end_all_of(user, "account_disabled")
-    db.session.commit()

@@ -4,7 +4,8 @@ import re
 
 import pytest
 
-from idp.models import AuditEvent, User, db
+from idp.crypto import sha256_hex
+from idp.models import AuditEvent, SsoSession, User, db
 from tests.actions import LoginActions, code_in, csrf_of
 from tests.factories import PASSWORD, make_client, make_user, query_of
 
@@ -149,9 +150,14 @@ def test_sessions_are_listed_and_one_can_be_ended(browser, app, secret):
     other.login_through()
     _sign_in(browser)
     page = browser.client.get("/account/").text
-    ids = re.findall(r"/account/sessions/(\d+)/end", page)
+    ids = re.findall(r"/account/sessions/([^/\"]+)/end", page)
     assert len(ids) == 2
-    other_id = min(ids, key=int)  # the other browser signed in first
+    cookie = other.client.get_cookie("idp_sso").value
+    with app.app_context():  # the other browser's public sid, never a sequential id
+        other_id = db.session.scalars(
+            db.select(SsoSession.sid).filter_by(cookie_hash=sha256_hex(cookie))
+        ).one()
+    assert other_id in ids and not other_id.isdigit() and len(other_id) >= 20
     response = browser.client.post(
         f"/account/sessions/{other_id}/end", data={"csrf_token": csrf_of(page)}
     )

@@ -522,7 +522,7 @@ ENDPOINTS = {
     "account_sessions": Endpoint(
         "/account/sessions/" + ref("other_session") + "/end",
         {"csrf_token": CSRF},
-        paths=["/account/sessions/0/end", "/account/sessions/99999999999/end"],
+        paths=["/account/sessions/0/end", "/account/sessions/" + "x" * 22 + "/end"],
         fuzz_path="/account/sessions/",
     ),
     "password_forgot": Endpoint(
@@ -572,7 +572,9 @@ class World:
         code = self.login.login_through()["code"]  # from the SSO session; never redeemed
         LoginActions(app.test_client()).login_through()  # alice's other session, to end
         with app.app_context():
-            other_session = db.session.scalars(select(SsoSession.id)).all()[-1]
+            other_session = db.session.scalars(
+                select(SsoSession.sid).order_by(SsoSession.id)
+            ).all()[-1]
         page = self.browser.get("/password/forgot")
         csrf = csrf_of(page.text)
         self.browser.post("/password/forgot", data={"csrf_token": csrf, "identifier": "alice"})

@@ -80,10 +80,11 @@ def test_throttle_lifts_after_the_window(login, client, frozen_clock):
 
 
 def test_disabled_account_cannot_sign_in(app, login, client):
-    from idp.users import disable_user, find_by_username
+    from idp.account.passwords import disable_account
+    from idp.users import find_by_username
 
     with app.app_context():
-        disable_user(find_by_username("alice"))
+        disable_account(find_by_username("alice"))
     response = _post(client, _start(client), "alice", "Correct-Horse-9-Battery")
     assert GENERIC in response.text
 

@@ -65,6 +65,18 @@ def sign_out_everywhere(user: User, reason: str) -> int:
     return ended
 
 
+def disable_account(user: User) -> int:
+    """Disable an account and end everything it holds: sessions (their RPs are told),
+    tokens, remembered browsers, logins in progress. One transaction; returns how
+    many sessions ended. The one service behind ``idp user disable`` and any
+    operator page."""
+    user.disabled = True
+    ended = sign_out_everywhere(user, "account_disabled")
+    db.session.commit()
+    outbox.send_soon()  # the Logout Tokens, after the commit
+    return ended
+
+
 class OperatorChange(NamedTuple):
     """What ``operator_set_password`` did: sessions ended, whether the notice went out."""
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sqlalchemy import select
+
 from ..auth import sessions
 from ..models import SsoSession, User, db
 from ..phones import PhoneError
@@ -16,7 +18,7 @@ from ..phones import PhoneError
 
 @dataclass(frozen=True)
 class Device:
-    id: int
+    sid: str  # the session's public id: what the console's URLs carry
     label: str
     first_seen: int
     last_seen: int
@@ -53,7 +55,7 @@ def describe_agent(user_agent: str) -> str:
 def devices(user: User, current: SsoSession | None) -> list[Device]:
     return [
         Device(
-            row.id,
+            row.sid,
             describe_agent(row.user_agent),
             row.created_at,
             row.last_seen_at,
@@ -64,13 +66,12 @@ def devices(user: User, current: SsoSession | None) -> list[Device]:
     ]
 
 
-def end_device(user: User, session_id: int) -> bool:
-    """End one of the user's own sessions (never someone else's)."""
-    row = db.session.get(SsoSession, session_id)
+def end_device(user: User, sid: str) -> bool:
+    """End one of the user's own sessions (never someone else's), named by its ``sid``."""
+    row = db.session.scalars(select(SsoSession).where(SsoSession.sid == sid)).first()
     if row is None or row.user_id != user.id:
         return False
-    sessions.end(row, "ended_from_console")
-    return True
+    return sessions.end(row, "ended_from_console")
 
 
 __all__ = ["Device", "PhoneError", "describe_agent", "devices", "end_device"]

@@ -217,14 +217,16 @@ def _renew():
     return render_template("account/renew.html", form=form, errors=errors, tx=tx_id), status
 
 
-@bp.post("/sessions/<int(max=2147483647):session_id>/end")
-def end_session(session_id: int):
+@bp.post("/sessions/<string(maxlength=64):sid>/end")
+def end_session(sid: str):
+    """By the session's random public ``sid``: a sequential id in the URL would tell how
+    many sessions the site has had. Its RPs are told (back-channel logout)."""
     sso, stop = _signed_in()
     if stop:
         return stop
-    if profile.end_device(sso.user, session_id):
+    if profile.end_device(sso.user, sid):
         flash(_("The session was ended."), "info")
-    if session_id == sso.id:
+    if sid == sso.sid:
         return redirect(url_for("auth.login"))
     return redirect(url_for("account.home"))
 

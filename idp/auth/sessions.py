@@ -1,4 +1,8 @@
-"""SSO sessions: an opaque cookie, a server-side record, rotated at every sign-in."""
+"""SSO sessions: an opaque cookie, a server-side record, rotated at every sign-in.
+
+Every way a session ends goes through ``_end_rows``, which queues the RPs'
+back-channel Logout Tokens in the same transaction (``idp.oidc.backchannel``).
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,10 @@ from sqlalchemy.orm import joinedload
 from .. import audit, clock
 from ..cookies import cookie_name
 from ..crypto import random_token, sha256_hex
+from ..delivery import outbox
 from ..models import AuthorizationCode, LoginTransaction, SsoSession, Token, User, db
 from ..models.tokens import revoke_tokens
+from ..oidc import backchannel
 
 COOKIE = "idp_sso"
 _TOUCH_EVERY = 60  # seconds between ``last_seen_at`` writes, to keep reads cheap
@@ -61,14 +67,21 @@ def _touch(response):
 
 
 class Opened(NamedTuple):
-    """A session written but not yet committed, and the cookie value it will get."""
+    """A session written but not yet committed, the cookie value it will get, and how
+    many Logout Tokens its start queued (another user's session ended here)."""
 
     row: SsoSession
     cookie: str
+    queued: int
 
 
 def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> Opened:
-    """Sign the browser in: the previous session (any user) ends, a new id is issued.
+    """Sign the browser in: a new cookie value at every sign-in (session fixation).
+
+    The same user signing in again (``prompt=login``, a step-up) continues the
+    session under its public ``sid``, so the ``sid`` in every ID token an RP got
+    is the one its Logout Token will name (README, "Back-channel logout"); the
+    session of another user on this browser ends, and its RPs are told.
 
     Does not commit: the caller's step does, then calls ``activate`` — a session
     the database never stored gives the browser no cookie and clears nothing.
@@ -76,35 +89,66 @@ def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> Opened:
     previous = current()
     value = random_token(32)
     now = clock.now()
-    row = SsoSession(
+    facts = dict(
         cookie_hash=sha256_hex(value),
-        sid=random_token(16),
-        user_id=user.id,
         auth_time=auth_time,
         acr=acr,
         amr=list(amr),
-        created_at=now,
         last_seen_at=now,
         expires_at=now + _lifetime(),
         user_agent=(request.user_agent.string or "")[:300],
         ip_hint=_ip_hint(request.remote_addr),
     )
-    db.session.add(row)
-    if previous is not None:
-        if previous.user_id == user.id:
-            # Same person, new session id: tokens issued under the old one follow it,
-            # so ending this session later still reaches them.
-            db.session.execute(update(Token).where(Token.sid == previous.sid).values(sid=row.sid))
-        # A statement, not ``session.delete``: the step may have ended it already.
-        db.session.execute(delete(SsoSession).where(SsoSession.id == previous.id))
+    row, queued = None, 0
+    if previous is not None and previous.user_id == user.id:
+        # Compare-and-set on the cookie it was read with: a session ended meanwhile
+        # (from the console elsewhere, or by this very step) is not brought back; a
+        # new one starts instead.
+        continued = db.session.execute(
+            update(SsoSession)
+            .where(SsoSession.id == previous.id, SsoSession.cookie_hash == previous.cookie_hash)
+            .values(**facts)
+            .execution_options(synchronize_session=False)
+        )
+        if continued.rowcount == 1:
+            row = db.session.get(SsoSession, previous.id, populate_existing=True)
+    elif previous is not None:
+        queued = _end_rows([previous])[1]
+    if row is None:
+        row = SsoSession(sid=random_token(16), user_id=user.id, created_at=now, **facts)
+        db.session.add(row)
     audit.record("login.succeeded", user_id=user.id, commit=False, acr=acr, amr=" ".join(amr))
-    return Opened(row, value)
+    return Opened(row, value, queued)
 
 
 def activate(opened: Opened) -> None:
-    """After the commit: the browser's cookie, and nothing from before the sign-in survives."""
+    """After the commit: the browser's cookie, nothing from before the sign-in survives,
+    and the Logout Tokens of a session this sign-in ended leave."""
     session.clear()
     g.sso, g.sso_cookie = opened.row, opened.cookie
+    if opened.queued:
+        outbox.send_soon()
+
+
+def _end_rows(rows: list[SsoSession]) -> tuple[list[str], int]:
+    """Delete these sessions if they are still there (one conditional DELETE), and
+    queue a Logout Token for each RP of each session this call ended, in the
+    caller's transaction. Returns the ``sid`` ended and how many tokens wait."""
+    if not rows:
+        return [], 0
+    owner = {row.sid: row.user_id for row in rows}
+    pairs = backchannel.participants(list(owner))  # read first: they go with the session
+    ended = list(
+        db.session.scalars(
+            delete(SsoSession)
+            .where(SsoSession.sid.in_(list(owner)))
+            .returning(SsoSession.sid)  # the ORM forgets the rows (a new one may reuse an id)
+        )
+    )
+    queued = 0
+    for sid in ended:
+        queued += backchannel.enqueue([p for p in pairs if p[0] == sid], owner[sid])
+    return ended, queued
 
 
 def _ip_hint(address: str | None) -> str:
@@ -116,12 +160,17 @@ def _ip_hint(address: str | None) -> str:
     return ".".join(address.split(".")[:2]) + ".x.x"
 
 
-def end(row: SsoSession, reason: str) -> None:
-    """End one session and revoke the tokens issued under it."""
+def end(row: SsoSession, reason: str) -> bool:
+    """End one session, revoke the tokens issued under it and tell its RPs (back-channel
+    logout); False if it had already ended."""
     revoke_tokens(Token.sid == row.sid)
-    db.session.execute(delete(SsoSession).where(SsoSession.id == row.id))
-    audit.record("session.ended", user_id=row.user_id, commit=False, reason=reason)
+    ended, queued = _end_rows([row])
+    if ended:
+        audit.record("session.ended", user_id=row.user_id, commit=False, reason=reason)
     db.session.commit()
+    if queued:
+        outbox.send_soon()
+    return bool(ended)
 
 
 def end_current(reason: str) -> None:
@@ -185,10 +234,11 @@ def end_all_of(user: User, reason: str, *, keep: SsoSession | None = None) -> in
             )
         )
     revoke_tokens(*conditions)
-    if ended:
-        db.session.execute(delete(SsoSession).where(SsoSession.id.in_([r.id for r in ended])))
-    audit.record("sessions.revoked", user_id=user.id, commit=False, reason=reason, count=len(ended))
-    return len(ended)  # the caller's step commits: a replaced password and the ends land together
+    sids, queued = _end_rows(ended)  # and each of their RPs is told (back-channel logout)
+    audit.record("sessions.revoked", user_id=user.id, commit=False, reason=reason, count=len(sids))
+    # The caller's step commits (a replaced password and the ends land together), then
+    # calls ``outbox.send_soon()`` for the Logout Tokens queued here.
+    return len(sids)
 
 
 def sessions_of(user: User) -> list[SsoSession]:

@@ -6,18 +6,23 @@ never be lost, and is sent *after* the request by a helper thread, so a slow or
 dead mail server never holds a page nor turns a success into an error. Failed
 attempts are retried with growing delays for two days; each worker of each
 node may send, one at a time per message (a conditional claim).
+
+Back-channel Logout Tokens (``idp.oidc.backchannel``) use the same outbox, with
+their own, shorter retry schedule and audit events (``logout.backchannel_*``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from flask import Flask, current_app, has_request_context
 from sqlalchemy import select, update
 
 from .. import audit, clock
 from ..models import OutboxMessage, User, db
+from ..oidc import backchannel
 from . import DeliveryError, messages
 
 log = logging.getLogger("idp.delivery")
@@ -26,6 +31,7 @@ NOTICES = ("password_changed", "phone_changed")  # messages.send_<kind>(user, **
 RETRY_DELAYS = (60, 300, 900, 3600)  # then hourly
 MAX_ATTEMPTS = 50  # about two days
 CLAIM_SECONDS = 120  # longer than any hand-over (mail time-out)
+INLINE_SECONDS = 10  # in-line delivery (the ``idp`` command, tests) starts no send past this
 _poller_lock = threading.Lock()
 _poller_running = False
 _wake = threading.Event()
@@ -59,17 +65,19 @@ def enqueue(kind: str, user: User, **payload: str) -> None:
 
 def send_soon() -> bool:
     """After the commit: deliver in the background (a server) or in-line (the ``idp``
-    command, tests); returns whether nothing is left to send."""
+    command, tests); returns whether nothing is left to send. In-line delivery
+    starts no hand-over after ``INLINE_SECONDS``: what is left waits for the next
+    look (each hand-over has its own time-out)."""
     app = current_app._get_current_object()
     if not (has_request_context() and _background(app)):
-        deliver_pending()
+        deliver_pending(deadline=time.monotonic() + INLINE_SECONDS)
         return not _pending()
     _start_poller(app)
     return True
 
 
-def deliver_pending(limit: int = 50) -> int:
-    """Send the notices that are due; returns how many were handed over."""
+def deliver_pending(limit: int = 50, *, deadline: float | None = None) -> int:
+    """Send the messages that are due; returns how many were handed over."""
     now = clock.now()
     due = db.session.scalars(
         select(OutboxMessage.id)
@@ -82,7 +90,12 @@ def deliver_pending(limit: int = 50) -> int:
         .order_by(OutboxMessage.next_attempt_at)
         .limit(limit)
     ).all()
-    return sum(_deliver(message_id, now) for message_id in due)
+    sent = 0
+    for message_id in due:
+        if deadline is not None and time.monotonic() > deadline:
+            break
+        sent += _deliver(message_id, now)
+    return sent
 
 
 def _deliver(message_id: int, now: int) -> bool:
@@ -102,24 +115,65 @@ def _deliver(message_id: int, now: int) -> bool:
     row = db.session.get(OutboxMessage, message_id, populate_existing=True)
     user = db.session.get(User, row.user_id)
     try:
-        getattr(messages, f"send_{row.kind}")(user, **row.payload)
+        handed_over = _send(row, user)
     except DeliveryError as exc:
-        _failed(row, type(exc).__name__)
+        _failed(row, getattr(exc, "reason", None) or type(exc).__name__)
         return False
     row.sent_at, row.claimed_until = clock.now(), 0
+    if row.kind == backchannel.KIND and handed_over:
+        audit.record(
+            "logout.backchannel_delivered",
+            user_id=row.user_id,
+            client_id=row.payload.get("client_id"),
+            commit=False,
+            attempt=row.attempts,
+        )
     db.session.commit()
     return True
 
 
+def _send(row: OutboxMessage, user: User) -> bool:
+    """Hand one message over; False when there was no one left to hand it to."""
+    if row.kind == backchannel.KIND:
+        return backchannel.deliver(row.payload, user)
+    getattr(messages, f"send_{row.kind}")(user, **row.payload)
+    return True
+
+
+def _schedule(kind: str) -> tuple[tuple[int, ...], int]:
+    """Retry delays and the attempts after which a message is abandoned."""
+    if kind == backchannel.KIND:
+        return backchannel.RETRY_DELAYS, backchannel.MAX_ATTEMPTS
+    return RETRY_DELAYS, MAX_ATTEMPTS
+
+
 def _failed(row: OutboxMessage, reason: str) -> None:
-    delay = RETRY_DELAYS[min(row.attempts - 1, len(RETRY_DELAYS) - 1)]
+    delays, max_attempts = _schedule(row.kind)
+    delay = delays[min(row.attempts - 1, len(delays) - 1)]
+    reason = reason[:100]
     row.next_attempt_at, row.claimed_until, row.last_error = clock.now() + delay, 0, reason
-    row.gave_up = row.attempts >= MAX_ATTEMPTS
-    audit.record(
-        "mail.failed", user_id=row.user_id, commit=False, kind=row.kind, attempt=row.attempts
-    )
+    row.gave_up = row.attempts >= max_attempts
+    if row.kind == backchannel.KIND:
+        detail = {"client_id": row.payload.get("client_id"), "commit": False}
+        audit.record(
+            "logout.backchannel_failed",
+            user_id=row.user_id,
+            error=reason,
+            attempt=row.attempts,
+            **detail,
+        )
+        if row.gave_up:
+            audit.record(
+                "logout.backchannel_abandoned", user_id=row.user_id, attempts=row.attempts, **detail
+            )
+    else:
+        audit.record(
+            "mail.failed", user_id=row.user_id, commit=False, kind=row.kind, attempt=row.attempts
+        )
     db.session.commit()
-    log.warning("notice %s not sent (attempt %d), retry in %d s", row.kind, row.attempts, delay)
+    log.warning(
+        "%s not sent (attempt %d, %s), retry in %d s", row.kind, row.attempts, reason, delay
+    )
 
 
 def _pending() -> int:

@@ -28,7 +28,7 @@ from .clients import Client  # noqa: E402
 from .mfa import OtpChallenge, RememberedBrowser  # noqa: E402
 from .outbox import OutboxMessage  # noqa: E402
 from .phone import PhoneChange  # noqa: E402
-from .sessions import LoginTransaction, SsoSession  # noqa: E402
+from .sessions import LoginTransaction, SessionClient, SsoSession  # noqa: E402
 from .tokens import AuthorizationCode, Token  # noqa: E402
 from .users import User  # noqa: E402
 
@@ -43,6 +43,7 @@ __all__ = [
     "PasswordResetToken",
     "PhoneChange",
     "RememberedBrowser",
+    "SessionClient",
     "SsoSession",
     "Throttle",
     "Token",

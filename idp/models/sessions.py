@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
@@ -14,7 +14,11 @@ class SsoSession(db.Model):
     """A signed-in browser. The cookie holds a random id; only its hash is here.
 
     ``sid`` is a separate public identifier for the ``sid`` claim, so an ID
-    token never carries anything that works as a session cookie.
+    token never carries anything that works as a session cookie. The cookie is
+    replaced at every sign-in; ``sid`` stays while the same user signs in again
+    on the browser, so the ``sid`` an RP holds is the one its back-channel
+    Logout Token names (README, "Back-channel logout"), and it is the id the
+    console's device list puts in URLs (it tells nothing of how many there were).
     """
 
     __tablename__ = "sso_sessions"
@@ -33,6 +37,25 @@ class SsoSession(db.Model):
     ip_hint: Mapped[str] = mapped_column(String(64), default="")
 
     user: Mapped[User] = relationship()
+
+
+class SessionClient(db.Model):
+    """An RP that was given an authorization code under an SSO session.
+
+    Written with the code (``idp.oidc.backchannel.record_participation``); read
+    when the session ends, to tell each such RP with a Logout Token; gone with
+    the session (foreign key, ``ON DELETE CASCADE``) or the client.
+    """
+
+    __tablename__ = "session_clients"
+    __table_args__ = (UniqueConstraint("sid", "client_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), ForeignKey("sso_sessions.sid", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(
+        String(100), ForeignKey("clients.client_id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
 
 
 class LoginTransaction(db.Model):

@@ -18,6 +18,7 @@ from flask import current_app, render_template
 
 from .. import clock
 from ..models import SsoSession, db
+from . import backchannel
 from .acr import AcrDemand, demand, session_lacks_mfa
 from .claims import parse_claims_request
 from .grants import GrantUser
@@ -173,6 +174,8 @@ def issue(request: OAuth2Request, grant, sso: SsoSession):
     granted = GrantUser(
         user=sso.user, sid=sso.sid, auth_time=sso.auth_time, acr=sso.acr, amr=tuple(sso.amr)
     )
+    # The session's RPs hear of its end (back-channel logout); committed with the code.
+    backchannel.record_participation(sso.sid, request.client.client_id)
     response = oidc().server.create_authorization_response(request, grant_user=granted, grant=grant)
     db.session.commit()  # the code, with the sign-in that led here when there was one
     return response

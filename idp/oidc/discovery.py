@@ -50,5 +50,6 @@ def provider_metadata(settings: dict) -> dict:
         "claims_locales_supported": ["fr", "en"],
         "authorization_response_iss_parameter_supported": True,
         "frontchannel_logout_supported": False,
-        "backchannel_logout_supported": False,
+        "backchannel_logout_supported": True,  # idp/oidc/backchannel.py
+        "backchannel_logout_session_supported": True,
     }

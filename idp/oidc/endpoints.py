@@ -180,6 +180,9 @@ class EndSession(EndSessionEndpoint):
         return self.server.query_client(client_id) if client_id in audiences else None
 
     def end_session(self, end_session_request) -> None:
+        """Ends the browser's session (and tells its RPs, back-channel logout) only when
+        the view decided so (``g.end_browser_session``: confirmed, or the hint's sid)."""
         from ..auth import sessions
 
-        sessions.end_current(reason="rp_logout")
+        if g.get("end_browser_session", True):
+            sessions.end_current(reason="rp_logout")

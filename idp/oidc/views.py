@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, g, jsonify, redirect, render_template, request, url_for
 
 from ..auth import flow, sessions, transaction
 from ..extensions import csrf
-from ..subjects import subject_for
 from . import authorize as authz
 from .acr import AcrDemand
 from .discovery import provider_metadata
@@ -88,23 +87,28 @@ def introspect():
     return oidc().server.create_endpoint_response("introspection")
 
 
-def _needs_confirmation(end_request) -> bool:
-    """Ask first unless the ID token hint names the user signed in here (RP-Initiated §2)."""
-    if end_request.needs_confirmation:
-        return True
+def _names_this_session(end_request) -> bool:
+    """The hint's ``sid`` is this browser's session (a signed ID token of ours, so the
+    ``sid`` cannot be forged; ``sub`` is not compared: it may be per client)."""
     sso = sessions.current()
     claims = end_request.id_token_claims or {}
-    if sso is None:
-        return False
-    # A pairwise client knows the user by its own ``sub``: the hint's audience (Authlib
-    # checked that ``client_id``, when sent, is it) says which one to compare.
-    return claims.get("sub") != subject_for(sso.user, end_request.client)
+    return sso is not None and claims.get("sid") == sso.sid
+
+
+def _needs_confirmation(end_request) -> bool:
+    """Ask first unless the ID token hint names this browser's session by its ``sid``
+    (RP-Initiated §2, §6; SECURITY.md, "Logout"). A hint from the same user's other
+    session, or anyone else's, is no reason to sign this browser out unasked. With no
+    session here, a valid hint ends nothing and is not asked about either."""
+    if end_request.needs_confirmation:
+        return True
+    return sessions.current() is not None and not _names_this_session(end_request)
 
 
 @bp.route("/logout", methods=["GET", "POST"])
 @csrf.exempt
 def logout():
-    """RP-initiated logout; without a valid ``id_token_hint`` the user confirms first."""
+    """RP-initiated logout; without a hint naming this session the user confirms first."""
     server = oidc().server
     try:
         end_request = server.validate_endpoint_request("end_session")
@@ -112,9 +116,14 @@ def logout():
         return render_template(
             "oidc/error.html", error=error.error, description=error.get_error_description()
         ), 400
+    confirmed = False
     if _needs_confirmation(end_request):
         if request.method == "GET" or request.form.get("confirm") != "yes":
             return render_template("oidc/logout_confirm.html", params=request.values)
         csrf.protect()  # the confirmation is a form of ours: check its token
+        confirmed = True
+    # Only what the user confirmed, or the session the hint names, ends: a valid hint
+    # without a session here leaves the browser's state (a login in progress) alone.
+    g.end_browser_session = confirmed or _names_this_session(end_request)
     response = server.create_endpoint_response("end_session", end_request)
     return response or render_template("oidc/logged_out.html")

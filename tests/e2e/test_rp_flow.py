@@ -155,13 +155,15 @@ def test_prompt_login_and_max_age(provider, agent, rp):
     _, again = rp.verify_id_token(token["id_token"], within)
     assert again["auth_time"] == claims["auth_time"]
 
+    cookie = agent.http.cookies.get("idp_sso")
     forced = rp.authorization_request(prompt="login")
     location = agent.authorize(forced.url)
     assert location.startswith(provider.url("/login?")), location
     token = rp.fetch_token(forced, agent.sign_in(location))
     _, fresh = rp.verify_id_token(token["id_token"], forced)
     assert fresh["auth_time"] >= claims["auth_time"]
-    assert fresh["sid"] != claims["sid"]  # a sign-in rotates the session
+    assert agent.http.cookies.get("idp_sso") not in (None, cookie)  # a sign-in rotates the cookie
+    assert fresh["sid"] == claims["sid"]  # the same session to the RP (back-channel logout)
 
 
 def test_max_age_zero_always_asks_for_the_password(provider, agent, rp):

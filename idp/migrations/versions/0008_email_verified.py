@@ -13,7 +13,7 @@ kept ``[audit] retention_days`` (365): older proofs are not found, and those
 users get ``true`` back at their next e-mailed code or reset link.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-30 17:00:00
 
 """
@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
