@@ -63,6 +63,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.flask_client import OAuth
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
@@ -483,7 +484,9 @@ def _add_routes(app: Flask, idp, settings: Settings) -> None:
         except OAuthError as exc:
             detail = f"{exc.error}: {exc.description}" if exc.description else exc.error
             return page(400, error=f"Sign-in failed ({detail}).")
-        except (JoseError, requests.RequestException) as exc:
+        except JoseError as exc:  # an ID token that fails a check: refused
+            return page(400, error=f"Sign-in failed (ID token: {type(exc).__name__}).")
+        except (AuthlibBaseError, requests.RequestException) as exc:
             return page(502, error=f"Sign-in failed ({type(exc).__name__}).")
         if "userinfo" not in token:  # no ID token: nothing tells us who signed in
             return page(502, error="Sign-in failed (no ID token).")
@@ -500,7 +503,9 @@ def _add_routes(app: Flask, idp, settings: Settings) -> None:
             userinfo = dict(idp.userinfo(token=token))
         except (OAuthError, requests.RequestException) as exc:
             return page(502, error=f"Userinfo failed ({type(exc).__name__}).")
-        if not hmac.compare_digest(str(userinfo.get("sub", "")), str(claims["sub"])):
+        if not hmac.compare_digest(
+            str(userinfo.get("sub", "")).encode(), str(claims["sub"]).encode()
+        ):
             return page(400, error="Userinfo is about another subject; refused.")
         # A new login: drop whatever the session held, under a new id (session
         # fixation), with a fresh CSRF token. Everything below stays on the server.
@@ -701,7 +706,7 @@ def check_issuer(iss: str | None, metadata: dict) -> None:
     required = metadata.get("authorization_response_iss_parameter_supported", False)
     if iss is None and not required:
         return
-    if iss is None or not hmac.compare_digest(iss, expected):
+    if iss is None or not hmac.compare_digest(iss.encode(), expected.encode()):
         raise OAuthError(error="invalid_issuer", description=f"expected iss={expected!r}")
 
 
@@ -717,6 +722,9 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="print the public JWKS of the private key (for idp client add --jwks) and exit",
     )
+    parser.add_argument(
+        "--port", type=int, help="port to listen on, on 127.0.0.1 (default: RP_URL's, else 5001)"
+    )
     args = parser.parse_args(argv)
     if args.print_jwks:
         key_file = args.private_key or os.environ.get("RP_PRIVATE_KEY")
@@ -727,7 +735,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings.from_env(args.private_key)
     app = create_app(settings)
     check_metadata(app.extensions["rp.idp"], settings)  # fail now, not at the first login
-    port = urlsplit(settings.rp_url).port or 5001
+    port = args.port or urlsplit(settings.rp_url).port or 5001
     # The development server (threaded): fine for the example; behind a real
     # deployment use gunicorn with ONE process, or a shared session store.
     app.run(host="127.0.0.1", port=port, debug=False)
