@@ -734,7 +734,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     settings = Settings.from_env(args.private_key)
     app = create_app(settings)
-    check_metadata(app.extensions["rp.idp"], settings)  # fail now, not at the first login
+    try:  # fail now, not at the first login
+        check_metadata(app.extensions["rp.idp"], settings)
+    except (OAuthError, requests.RequestException, ValueError) as exc:
+        sys.exit(f"the provider's discovery document is unusable ({settings.issuer}): {exc}")
     port = args.port or urlsplit(settings.rp_url).port or 5001
     # The development server (threaded): fine for the example; behind a real
     # deployment use gunicorn with ONE process, or a shared session store.
