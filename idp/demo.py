@@ -53,6 +53,10 @@ def seed(app: Flask) -> str:
             [f"{RP_URL}/callback"],
             name="Demo relying party",
             post_logout_redirect_uris=[f"{RP_URL}/"],
+            # The example ends its sessions when the provider's session ends
+            # (OpenID Connect Back-Channel Logout 1.0), matched by ``sid``.
+            backchannel_logout_uri=f"{RP_URL}/backchannel-logout",
+            backchannel_logout_session_required=True,
         )
         _save_rp_secret(app, secret)
         lines.append(f"Client {DEMO_CLIENT}: secret saved to instance/demo-rp.secret")
