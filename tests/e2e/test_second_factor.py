@@ -120,15 +120,20 @@ def test_five_wrong_codes_void_the_code(agent, rp, mailbox):
         assert agent.enter_code(otp_url, _other_code(good)) == otp_url
         assert f"Code incorrect. Tentatives restantes\u00a0: {remaining}." in agent.page(otp_url)
     assert agent.enter_code(otp_url, _other_code(good)) == otp_url
-    assert "Trop de codes incorrects. Demandez un nouveau code." in agent.page(otp_url)
+    page = agent.page(otp_url)
+    locked = "Trop de codes incorrects\u00a0: ce code ne fonctionne plus. Demandez un nouveau code."
+    assert locked in page and 'name="code"' not in page  # nothing left to type
 
-    # The right code is refused now: the attempts are spent.
-    assert agent.enter_code(otp_url, good) == otp_url
-    assert "Trop de codes incorrects" in agent.page(otp_url)
-    # A new code can be asked for, but not within 30 s of the last one.
+    # The right code is refused now (posted anyway): the attempts are spent.
+    assert agent.submit(otp_url, {"code": good}).status_code == 303
+    assert locked in agent.page(otp_url)
+    # A new code can be asked for at once: the dead code holds nothing back (issue 10).
+    sent = len(mailbox.to("damien@exemple.fr"))
     resend = agent.submit(otp_url, {"action": "resend"})
-    assert resend.status_code == 302
-    assert "Patientez" in agent.page(otp_url)
+    assert resend.status_code == 303
+    page = agent.page(otp_url)
+    assert "Un nouveau code a été envoyé par e-mail" in page and locked not in page
+    assert len(mailbox.to("damien@exemple.fr")) == sent + 1
 
 
 def test_an_expired_code_is_refused_and_a_new_sign_in_sends_a_fresh_one(
@@ -140,9 +145,10 @@ def test_an_expired_code_is_refused_and_a_new_sign_in_sends_a_fresh_one(
     sent = time.monotonic()
     lifetime = short_otp_node.settings["mfa"]["otp_ttl_seconds"]
     time.sleep(max(0.0, lifetime + 0.1 - (time.monotonic() - sent)))  # stored in whole seconds
-    assert agent.enter_code(otp.url, otp.code) == otp.url
+    assert agent.submit(otp.url, {"code": otp.code}).status_code == 303  # a form left open
     page = agent.page(otp.url)
-    assert "Ce code a expiré ou a déjà été utilisé. Demandez un nouveau code." in page
+    assert "Ce code a expiré. Demandez un nouveau code." in page
+    assert "valable jusqu" not in page and 'name="code"' not in page
 
     otp = _to_code_page(agent, rp, mailbox, "damien")
     location = agent.enter_code(otp.url, otp.code)

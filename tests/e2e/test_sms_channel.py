@@ -101,7 +101,7 @@ def test_resend_after_a_failed_sms_tries_the_sms_again(agent, rp, sms_gateway, m
 
     sms_gateway.reset()  # the gateway is back
     seen_sms, seen_mail = len(sms_gateway.requests), len(mailbox.to(EMAIL))
-    assert agent.submit(otp_url, {"action": "resend"}).status_code == 302
+    assert agent.submit(otp_url, {"action": "resend"}).status_code == 303
     page = agent.page(otp_url)
     assert len(mailbox.to(EMAIL)) == seen_mail, "the code went by e-mail"
     assert len(sms_gateway.requests) == seen_sms + 1
