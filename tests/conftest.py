@@ -251,3 +251,21 @@ def idp(settings, tmp_path):
         return result.exit_code, result.stdout, result.stderr
 
     return run
+
+
+@pytest.fixture
+def migrating_app(tmp_path, shared_keys):
+    """An app on a fresh SQLite file that a test migrates step by step (data written
+    at an old revision, then ``upgrade``): returns (app, migrations directory)."""
+    settings = {
+        "issuer": "http://idp.test",
+        "secret_key": "test-secret-key-not-for-production",
+        "instance_dir": str(tmp_path / "instance"),
+        "database": {"url": f"sqlite:///{tmp_path / 'old.sqlite3'}"},
+        "keys": {"dir": str(shared_keys)},
+    }
+    app = create_app(settings)
+    yield app, app.extensions["migrate"].directory
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()

@@ -14,7 +14,6 @@ import json
 import pytest
 from sqlalchemy import select, text
 
-from idp import create_app
 from idp.models import User, db
 from idp.users import UserError, find_by_identifier
 from tests.actions import LoginActions, code_in, csrf_of
@@ -208,19 +207,11 @@ def test_a_used_reset_link_verifies_the_address(rp, app, smtp):
     assert done.status_code == 200 and _verified(app, "alice") is True
 
 
-def test_the_migration_keeps_what_the_audit_trail_proves(tmp_path, shared_keys):
+def test_the_migration_keeps_what_the_audit_trail_proves(migrating_app):
     """Existing accounts: verified only where a code by e-mail or a reset link was used."""
     from flask_migrate import upgrade
 
-    settings = {
-        "issuer": "http://idp.test",
-        "secret_key": "test-secret-key-not-for-production",
-        "instance_dir": str(tmp_path / "instance"),
-        "database": {"url": f"sqlite:///{tmp_path / 'old.sqlite3'}"},
-        "keys": {"dir": str(shared_keys)},
-    }
-    app = create_app(settings)
-    directory = app.extensions["migrate"].directory
+    app, directory = migrating_app
     with app.app_context():
         upgrade(directory=directory, revision="0004")
         insert = text(

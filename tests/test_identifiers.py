@@ -12,7 +12,6 @@ import unicodedata
 import pytest
 from sqlalchemy import text
 
-from idp import create_app
 from idp.models import User, db
 from idp.users import UserError, create_user, find_by_identifier
 from tests.factories import PASSWORD, make_user
@@ -82,19 +81,11 @@ def test_idp_user_add_refuses_a_look_alike(idp, app):
     assert code == 1 and "already exists" in err and len(err.strip().splitlines()) == 1
 
 
-def test_the_migration_reports_collisions_and_merges_nothing(tmp_path, shared_keys, capfd):
+def test_the_migration_reports_collisions_and_merges_nothing(migrating_app, capfd):
     """Accounts created before the keys existed: both stay, the operator is told."""
     from flask_migrate import upgrade
 
-    settings = {
-        "issuer": "http://idp.test",
-        "secret_key": "test-secret-key-not-for-production",
-        "instance_dir": str(tmp_path / "instance"),
-        "database": {"url": f"sqlite:///{tmp_path / 'old.sqlite3'}"},
-        "keys": {"dir": str(shared_keys)},
-    }
-    app = create_app(settings)
-    directory = app.extensions["migrate"].directory
+    app, directory = migrating_app
     with app.app_context():
         upgrade(directory=directory, revision="0002")
         insert = text(
