@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import html
 import re
+import socket
 import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from idp.models import db
+
 from .actions import LoginActions, csrf_of
+from .conftest import ISSUER
 from .factories import PASSWORD, REDIRECT_URI, make_client, make_user, query_of
 
 NEW = "Quiet-Meadow-58-Lantern"
@@ -208,3 +212,64 @@ def test_console_form_sent_after_the_browser_restarted_says_nothing_changed(app)
     assert "Rien n’a été modifié\u00a0: rechargez la page et recommencez." in page.text
     assert _button_target(page.text) == ("/password/forgot", {})
     assert ">Recharger la page</button>" in page.text
+
+
+# -- 17. ``idp demo`` ------------------------------------------------------------
+
+
+def test_demo_prints_what_a_newcomer_needs(app):
+    from idp.demo import seed
+
+    with app.app_context():
+        printed = seed(app)
+    assert "make rp" in printed and "python examples/relying_party.py" not in printed
+    for email in ("alice@exemple.fr", "bruno@exemple.fr", "chloe@exemple.fr"):
+        assert email in printed
+    assert f"{ISSUER}/" in printed  # the console
+    assert "127.0.0.1, not localhost" in printed
+
+
+def test_default_issuer_is_the_console_url_the_readme_gives():
+    from idp.config import DEFAULTS
+
+    assert DEFAULTS["issuer"] + "/" == "http://127.0.0.1:5000/"
+
+
+def _password_of(app, username: str) -> str:
+    from idp.users import find_by_username
+
+    with app.app_context():
+        return find_by_username(username).password_hash
+
+
+def test_second_demo_on_a_busy_port_changes_no_password(app, idp):
+    with app.app_context():
+        make_user("alice")
+    before = _password_of(app, "alice")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        code, _, err = idp("demo", "--port", str(busy.getsockname()[1]))
+    assert _password_of(app, "alice") == before
+    assert code == 1
+    assert "already in use" in err and "Nothing was changed" in err
+    with app.app_context():
+        db.session.remove()
+
+
+def test_second_demo_on_the_same_instance_changes_no_password(app, idp):
+    from idp.demo import claim, release
+
+    with app.app_context():
+        make_user("alice")
+    before = _password_of(app, "alice")
+    with socket.socket() as spare:
+        spare.bind(("127.0.0.1", 0))
+        port = spare.getsockname()[1]
+    held = claim(app, "127.0.0.1", port)  # the first ``make run``
+    try:
+        code, _, err = idp("demo", "--port", str(port))
+    finally:
+        release(held)
+    assert code == 1 and "already running" in err
+    assert _password_of(app, "alice") == before
