@@ -173,6 +173,17 @@ def test_login_form_sent_after_the_browser_restarted_offers_the_same_request(log
     assert again.status_code == 302 and "/login?tx=" in again.location
 
 
+def test_a_restart_from_another_browser_drops_the_login_hint(login, client, app):
+    """Whoever holds only the login's URL gets the same request, not the user it hinted."""
+    response = login.authorize(login_hint="alice@exemple.fr")
+    login_url = response.location
+    token = csrf_of(client.get(login_url).text)
+    page = app.test_client().post(login_url, data={"csrf_token": token, "username": "alice"})
+    _, fields = _button_target(page.text)
+    assert fields["client_id"] == "rp" and "login_hint" not in fields
+    assert "alice@exemple.fr" not in page.text
+
+
 def test_login_form_left_open_past_its_lifetime_offers_the_same_request(login, client, app):
     login_url = _login_url(login)
     token = csrf_of(client.get(login_url).text)

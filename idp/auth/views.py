@@ -107,7 +107,14 @@ def known_request(tx_id: str | None) -> tuple[bool, dict | None]:
     row = db.session.scalars(
         select(LoginTransaction).where(LoginTransaction.tx_hash == sha256_hex(tx_id))
     ).first()
-    return (True, row.request_args) if row is not None else (False, None)
+    if row is None:
+        return False, None
+    args = row.request_args
+    if args and row.browser_hash != sha256_hex(session.get("browser", "")):
+        # Another browser's login (or this one's before its cookies went): the same
+        # request, but not the identifier the RP may have hinted for its user.
+        args = {name: value for name, value in args.items() if name != "login_hint"}
+    return True, args
 
 
 def restart_url(tx_id: str | None) -> str | None:
