@@ -106,9 +106,13 @@ def run(ctx: click.Context, host: str, port: int) -> None:
 @click.pass_context
 def demo(ctx: click.Context, host: str, port: int) -> None:
     """Init, seed a demo client and users, print them, run the server."""
-    from .demo import seed
+    from .demo import DemoBusy, claim, seed
 
     app = _app(ctx)
+    try:
+        claim(app, host, port)  # before the database: a second demo changes no password
+    except DemoBusy as busy:
+        _fail(str(busy))
     initialise(app)
     with app.app_context():
         click.echo(seed(app))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import (
     Flask,
@@ -275,11 +276,45 @@ def error_page(title: str, message: str, status: int):
 
 
 def _csrf_error(error: CSRFError):
-    return error_page(
-        _("Session expired"),
-        _("This form has expired or was sent twice. Go back, reload the page and try again."),
-        400,
+    """A form whose CSRF token is too old or whose session is gone: nothing was done.
+
+    Flask-WTF refuses it before the view runs. The page says which of the two it is
+    (the token lives ``[session] login_minutes``, like a login; the session cookie
+    goes when the browser is closed) and offers the way on: inside a login (``?tx=``)
+    the same authorization again, else the page the form was on, or the console."""
+    from .auth.views import expired_page
+
+    minutes = current_app.config["IDP"]["session"]["login_minutes"]
+    if error.description == "The CSRF token has expired.":
+        cause = _("This page stayed open more than %(n)d minutes.", n=minutes)
+    elif error.description == "The CSRF session token is missing.":
+        cause = _("The browser was closed, or its cookies deleted, since this page was opened.")
+    else:
+        cause = _("This page is no longer valid.")
+    if request.args.get("tx") and request.blueprint in ("auth", "account"):  # a login's step
+        reason = _(
+            "%(cause)s For your safety, what you typed was not used: start the sign-in again.",
+            cause=cause,
+        )
+        return expired_page(request.args["tx"], _("Page expired"), reason)
+    again = urlsplit(_page_again())
+    body = render_template(
+        "auth/expired.html",
+        title=_("Page expired"),
+        reason=_("%(cause)s Nothing was changed: load the page again and start over.", cause=cause),
+        restart_path=again.path,
+        restart_params=parse_qsl(again.query, keep_blank_values=True),
+        button=_("Load the page again"),
     )
+    return body, 400
+
+
+def _page_again() -> str:
+    """Where "load the page again" leads: the same page when it can be shown, else home."""
+    rule = request.url_rule
+    if rule is not None and "GET" in (rule.methods or ()):
+        return request.full_path.rstrip("?")
+    return "/"
 
 
 def _http_error(error: HTTPException):

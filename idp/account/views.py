@@ -20,6 +20,7 @@ from flask_babel import gettext as _
 
 from .. import i18n
 from ..auth import flow, otp, sessions, transaction
+from ..auth import views as auth_views
 from ..delivery import DeliveryError
 from ..oidc.acr import session_lacks_mfa
 from . import phone, profile, recovery
@@ -231,19 +232,41 @@ def end_session(sid: str):
     return redirect(url_for("account.home"))
 
 
+# Session key: the authorization request of the login the user left for "Mot de passe
+# oublié ?", kept by this browser only (never in the e-mailed link, which may be opened
+# elsewhere) so that "Se connecter" after the reset starts it again.
+RESET_RESUME = "reset_resume"
+
+
+def _back_to_login(tx_id: str | None) -> str:
+    """ "Retour à la connexion": the login the user came from (its page while it lives,
+    else the same authorization request again), or the sign-in page."""
+    return auth_views.resume_url(tx_id) or url_for("auth.login")
+
+
 @recovery_bp.route("/forgot", methods=["GET", "POST"])
 def forgot():
-    """R1, R2, R5: the same answer whether or not the account exists."""
+    """R1, R2, R5: the same answer whether or not the account exists.
+
+    ``?tx=`` is the login that sent the user here: its links lead back to it, and
+    the browser remembers its authorization request for after the reset."""
+    tx_id = request.args.get("tx") or None
     form = ForgotForm()
     error, status = None, 400 if request.method == "POST" else 200
+    back = _back_to_login(tx_id)
     if form.validate_on_submit():
         try:
             recovery.request_reset(form.identifier.data, request.remote_addr)
         except recovery.ResetThrottled as busy:
             error, status = i18n.wait_message(busy.wait), 429
         else:
-            return render_template("account/forgot_sent.html")
-    return render_template("account/forgot.html", form=form, error=error), status
+            known, args = auth_views.known_request(tx_id)
+            if known:
+                session[RESET_RESUME] = {"args": args}
+            return render_template("account/forgot_sent.html", back=back)
+    return render_template(
+        "account/forgot.html", form=form, error=error, tx=tx_id, back=back
+    ), status
 
 
 @recovery_bp.route("/reset/<token>", methods=["GET", "POST"])
@@ -282,8 +305,14 @@ def reset():
         except recovery.ResetLinkInvalid:
             return render_template("account/reset_invalid.html"), 410
         else:
-            sessions.end_current("password_reset")
-            return render_template("account/reset_done.html")
+            resume = session.get(RESET_RESUME)
+            sessions.end_current("password_reset")  # empties this browser's session too
+            sign_in = (
+                auth_views.authorize_url(resume.get("args"))
+                if isinstance(resume, dict)
+                else url_for("auth.login")
+            )
+            return render_template("account/reset_done.html", sign_in=sign_in)
     status = 400 if request.method == "POST" else 200
     return render_template(
         "account/reset.html", form=form, errors=errors, username=row.user.username

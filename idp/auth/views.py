@@ -6,6 +6,9 @@ browser to the right one), then calls one function of ``flow``.
 
 from __future__ import annotations
 
+import json
+from urllib.parse import parse_qsl, urlsplit
+
 from flask import (
     Blueprint,
     flash,
@@ -14,12 +17,17 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask_babel import gettext as _
 from flask_babel import refresh
+from sqlalchemy import select
 
 from .. import clock, i18n
+from ..clients import find_client
+from ..crypto import sha256_hex
+from ..models import LoginTransaction, db
 from ..web import error_page
 from . import flow, otp, remember, sessions, transaction
 from .forms import ChannelForm, CodeForm, PasswordForm
@@ -48,12 +56,123 @@ def _use_request_locale(tx) -> None:
         refresh()  # drop a locale Flask-Babel may have cached earlier in this request
 
 
+# This browser's last login, in its signed session: ``{"tx": sha256(tx id), "args": the
+# stored authorization request}``. It outlives the transaction row (finished, expired,
+# purged), so that Back after a sign-in, an expired page and the end of a password reset
+# can send the user on to the application they came from (docs/CONVENTIONS.md, conv. 6).
+LAST_LOGIN = "last_login"
+_LAST_LOGIN_MAX = 1500  # bytes of JSON: the session cookie must stay well under 4 kB
+
+
+def _remember_login(tx_id: str, tx: LoginTransaction) -> None:
+    entry = {"tx": sha256_hex(tx_id), "args": tx.request_args}
+    if session.get(LAST_LOGIN) == entry:
+        return  # unchanged: no new cookie
+    if len(json.dumps(entry["args"])) > _LAST_LOGIN_MAX:
+        session.pop(LAST_LOGIN, None)  # too big for a cookie: not known, not a stale one
+        return
+    session[LAST_LOGIN] = entry
+
+
+@bp.after_request
+def _keep_last_login(response):
+    """The sign-in that ends this request empties the session (``sessions.activate``:
+    nothing from before it survives); the memory of the login it finished is put back,
+    so that Back from the application leads on to it rather than to "expired"."""
+    finished = g.get("last_login")
+    if finished and g.get("sso_cookie") and LAST_LOGIN not in session:
+        session[LAST_LOGIN] = finished
+    return response
+
+
+def remembered_request(tx_id: str | None) -> tuple[bool, dict | None]:
+    """``(known, args)``: the authorization request of login ``tx_id`` as this browser
+    remembers it (``args`` None: a console sign-in, no application)."""
+    entry = session.get(LAST_LOGIN)
+    if tx_id and isinstance(entry, dict) and entry.get("tx") == sha256_hex(tx_id):
+        return True, entry.get("args")
+    return False, None
+
+
+def authorize_url(args: dict | None) -> str:
+    return url_for("oidc.authorize", **args) if args else url_for("auth.login")
+
+
+def known_request(tx_id: str | None) -> tuple[bool, dict | None]:
+    """``(known, args)`` of login ``tx_id``: remembered by this browser, else still stored
+    for this browser (expired). A login stored for another browser (or for this one
+    before its cookies went) is known but gives nothing back: its request carries the
+    RP's ``state`` and ``nonce``, and whoever holds only a login's URL must not get
+    them (SECURITY.md, "The second factor": a transaction id seen elsewhere is
+    useless); the restart then goes to the sign-in page."""
+    known, args = remembered_request(tx_id)
+    if known or not tx_id:
+        return known, args
+    row = db.session.scalars(
+        select(LoginTransaction).where(LoginTransaction.tx_hash == sha256_hex(tx_id))
+    ).first()
+    if row is None:
+        return False, None
+    if row.browser_hash != sha256_hex(session.get("browser", "")):
+        return True, None
+    return True, row.request_args
+
+
+def restart_url(tx_id: str | None) -> str | None:
+    """The same authorization request again, for a login that can no longer go on; None
+    when it is not known (``known_request``). A restart continues nothing (no step, no
+    user of that login): it is a fresh login for the same application, as the
+    application itself would have started it (``flow.restart_url``)."""
+    known, args = known_request(tx_id)
+    return authorize_url(args) if known else None
+
+
+def resume_url(tx_id: str | None) -> str | None:
+    """Back to login ``tx_id``: its current page while it lives in this browser, else the
+    same authorization request again (``restart_url``); None when not known."""
+    tx = transaction.load(tx_id)
+    if tx is not None:
+        return flow.step_url(tx_id, tx.step)
+    return restart_url(tx_id)
+
+
+def _application_name(args: dict | None) -> str | None:
+    client = find_client(str((args or {}).get("client_id") or ""))
+    return client.name if client is not None else None
+
+
+def expired_page(tx_id: str | None, title: str = "", reason: str = ""):
+    """The login (or its form) cannot go on: say so, and offer one button that starts
+    the same authorization again when it is known, else the sign-in page."""
+    known, args = known_request(tx_id)
+    target = urlsplit(authorize_url(args) if known else url_for("auth.login"))
+    return render_template(
+        "auth/expired.html",
+        title=title,
+        reason=reason,
+        restart_path=target.path,
+        restart_params=parse_qsl(target.query, keep_blank_values=True),
+        restarts=known,
+        app_name=_application_name(args),
+    ), 400
+
+
 def _guard(*steps: str):
-    """The transaction of ``?tx=`` if it is at one of ``steps``; else a response."""
+    """The transaction of ``?tx=`` if it is at one of ``steps``; else a response.
+
+    A signed-in browser that comes back to a login that is over (Back after the
+    sign-in) goes on to its application: the same authorization request again when
+    this browser remembers it (the SSO session answers it), else the console. It is
+    never told that its sign-in expired while the header shows it signed in."""
     tx_id = request.args.get("tx")
     tx = transaction.load(tx_id)
     if tx is None:
-        return None, None, (render_template("auth/expired.html"), 400)
+        if sessions.current() is not None:
+            known, args = remembered_request(tx_id)
+            return None, None, redirect(authorize_url(args) if known else url_for("account.home"))
+        return None, None, expired_page(tx_id)
+    _remember_login(tx_id, tx)
+    g.last_login = session.get(LAST_LOGIN)
     _use_request_locale(tx)
     if tx.step not in steps:
         return None, None, redirect(flow.step_url(tx_id, tx.step))
@@ -86,7 +205,13 @@ def login():
             return flow.after_password(tx, tx_id, user, clock.now())
     elif request.method == "POST":
         status = 400
-    page = render_template("auth/login.html", form=form, tx=tx_id, error=error)
+    page = render_template(
+        "auth/login.html",
+        form=form,
+        tx=tx_id,
+        error=error,
+        app_name=_application_name(tx.request_args),
+    )
     return page, status, ({"Retry-After": str(retry_after)} if retry_after else {})
 
 

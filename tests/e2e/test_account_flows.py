@@ -91,7 +91,7 @@ def test_lost_password_link_by_email_ends_old_sessions(new_agent, rp, mailbox, p
 
     # R1: the link from the login page; R2: identifier or e-mail, any case.
     login_page = device.page(device.authorize(rp.authorization_request().url))
-    assert 'href="/password/forgot"' in login_page and "Mot de passe oublié\u00a0?" in login_page
+    assert 'href="/password/forgot?tx=' in login_page and "Mot de passe oublié\u00a0?" in login_page
     assert "Réinitialiser le mot de passe" in device.page("/password/forgot")
     seen = len(mailbox.to(address))
     known = device.submit("/password/forgot", {"identifier": "Nina@Exemple.FR"})
