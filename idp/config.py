@@ -71,7 +71,18 @@ DEFAULTS: dict[str, Any] = {
         "reset_requests_per_hour": 100,
     },
     "log_level": "INFO",
+    # Role id → its name on the console, in French and English: any role id may be
+    # added (``[roles.<id>]``), each with exactly ``fr`` and ``en``.
+    "roles": {
+        "admin": {"fr": "Administration du portail", "en": "Portal administration"},
+        "patient_data": {
+            "fr": "Accès aux données de santé des patients",
+            "en": "Access to patients' health data",
+        },
+    },
 }
+# Tables whose keys are chosen by the operator (role ids), not fixed by DEFAULTS.
+_OPEN_TABLES = {"roles"}
 
 
 class ConfigError(ValueError):
@@ -124,6 +135,9 @@ def _from_environment() -> dict:
 def _merge(target: dict, source: Mapping[str, Any], prefix: str) -> None:
     for key, value in source.items():
         name = f"{prefix}{key}"
+        if prefix == "" and key in _OPEN_TABLES:
+            target[key] = _open_table(name, target[key], value)
+            continue
         if key not in target:
             raise ConfigError(f"unknown configuration key: {name}")
         current = target[key]
@@ -133,6 +147,24 @@ def _merge(target: dict, source: Mapping[str, Any], prefix: str) -> None:
             _merge(current, value, f"{name}.")
             continue
         target[key] = _coerce(name, current, value)
+
+
+def _open_table(name: str, current: dict, value: Any) -> dict:
+    """``[roles]``: any role id, each a table of exactly ``fr`` and ``en`` non-empty strings."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{name}: expected a table")
+    merged = copy.deepcopy(current)
+    for role, labels in value.items():
+        where = f"{name}.{role}"
+        if not isinstance(labels, Mapping):
+            raise ConfigError(f"{where}: expected a table with fr and en")
+        if set(labels) != {"fr", "en"}:
+            raise ConfigError(f"{where}: expected exactly the keys fr and en")
+        for language, label in labels.items():
+            if not isinstance(label, str) or not label.strip():
+                raise ConfigError(f"{where}.{language}: expected a non-empty string")
+        merged[role] = {"fr": labels["fr"].strip(), "en": labels["en"].strip()}
+    return merged
 
 
 def _coerce(name: str, default: Any, value: Any) -> Any:

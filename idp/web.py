@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import BadHost, HTTPException, SecurityError
 
+from . import i18n
 from .delivery.messages import otp_minutes
 from .models import db
 
@@ -49,6 +50,7 @@ _NO_STORE_PREFIXES = (
 
 def init_app(app: Flask) -> None:
     app.before_request(_reject_malformed)
+    app.before_request(i18n.remember_choice)
     app.after_request(_harden)
     app.register_error_handler(CSRFError, _csrf_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -131,7 +133,18 @@ def _template_globals() -> dict:
         "format_datetime": _format_epoch,
         "otp_minutes": otp_minutes,
         "shown": shown_settings(current_app.config["IDP"]),
+        "role_label": role_label,
+        "language_links": i18n.switch_links if in_request else list,
     }
+
+
+def role_label(role: str) -> str:
+    """A role's name in the page's language, from ``[roles]`` (config.example.toml);
+    the raw id only for a role the configuration does not name."""
+    from flask_babel import get_locale
+
+    labels = current_app.config["IDP"]["roles"].get(role)
+    return labels[str(get_locale())] if labels else role
 
 
 def _format_epoch(seconds: int) -> str:
@@ -322,8 +335,35 @@ def _http_error(error: HTTPException):
         if error.code not in (400, 404, 405, 413):
             return error.get_response()  # Authlib's own OAuth error, headers included
         return jsonify(error="invalid_request", error_description=error.name), error.code
-    titles = {404: _("Page not found"), 405: _("Method not allowed")}
-    return error_page(titles.get(error.code, error.name), error.description or "", error.code)
+    title, message = _explained(error.code)
+    return error_page(title or error.name, message, error.code)
+
+
+def _explained(code: int | None) -> tuple[str | None, str]:
+    """A title and a plain explanation in the page's language: never Werkzeug's English."""
+    known = {
+        400: (
+            _("Invalid request"),
+            _("The page could not understand this request. Go back and try again."),
+        ),
+        404: (
+            _("Page not found"),
+            _(
+                "This address does not lead to any page of the portal. Check the address,"
+                " or go back to the previous page."
+            ),
+        ),
+        405: (
+            _("Method not allowed"),
+            _("This page cannot be used this way. Go back and try again."),
+        ),
+        413: (_("Request too large"), _("The request sent is too large. Go back and try again.")),
+        429: (
+            _("Too many requests"),
+            _("Too many requests were sent. Wait a moment, then try again."),
+        ),
+    }
+    return known.get(code, (None, _("The request could not be completed. Go back and try again.")))
 
 
 def _unexpected_error(error: Exception):

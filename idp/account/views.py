@@ -17,6 +17,7 @@ from flask import (
     url_for,
 )
 from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from .. import i18n
 from ..auth import flow, otp, sessions, transaction
@@ -182,7 +183,7 @@ def password():
     errors: dict[str, list[str]] = {}
     if form.validate_on_submit():
         try:
-            change_password(
+            ended = change_password(
                 sso.user,
                 form.current_password.data,
                 form.new_password.data or "",
@@ -194,7 +195,19 @@ def password():
         except PasswordRefused as refused:
             errors = refused.errors
         else:
-            flash(_("Your password was changed."), "info")
+            if form.logout_others.data and not ended:
+                flash(_("Your password was changed. No other device was signed in."), "info")
+            elif form.logout_others.data:
+                flash(
+                    ngettext(
+                        "Your password was changed. %(num)d other device was signed out.",
+                        "Your password was changed. %(num)d other devices were signed out.",
+                        ended,
+                    ),
+                    "info",
+                )
+            else:
+                flash(_("Your password was changed."), "info")
             return redirect(url_for("account.home"))
     status = 400 if request.method == "POST" else 200
     return render_template("account/password.html", form=form, errors=errors, user=sso.user), status
