@@ -618,8 +618,15 @@ def verify_id_token(bench: Bench, keys, client: Client, id_token: str, nonce: st
 # --- the scenarios ------------------------------------------------------------------------
 
 
-def node_rows(bench: Bench, mailbox, workers: int, seconds: float, quick: bool) -> dict:
-    """Every per-node figure for ``workers`` workers (the node must be serving)."""
+def node_rows(
+    bench: Bench, mailbox, workers: int, seconds: float, quick: bool, only: list[str]
+) -> dict:
+    """Every per-node figure for ``workers`` workers (the node must be serving);
+    ``only``: the rows whose name contains one of these words (all if empty)."""
+
+    def want(name: str) -> bool:
+        return not only or any(word in name for word in only)
+
     from joserfc.jwk import KeySet
 
     out: dict[str, dict] = {}
@@ -645,7 +652,8 @@ def node_rows(bench: Bench, mailbox, workers: int, seconds: float, quick: bool) 
         )
 
     for path, name in (("/.well-known/openid-configuration", "discovery"), ("/jwks.json", "jwks")):
-        record(name, load(lambda i, p=path: conns[i].get(p), threads=8, seconds=seconds))
+        if want(name):
+            record(name, load(lambda i, p=path: conns[i].get(p), threads=8, seconds=seconds))
 
     browsers = [Browser(bench, mailbox) for _ in range(pw_threads)]
     rs = bench.clients["RS256"]
@@ -654,32 +662,35 @@ def node_rows(bench: Bench, mailbox, workers: int, seconds: float, quick: bool) 
         b = browsers[i]
         b.login(rs, "pw")
 
-    stats = load(password_post, threads=pw_threads, seconds=seconds * 1.5)
-    post = [s for b in browsers for s in b.post_seconds]
-    # POSTs/s: the GETs around them are a few ms beside a hash; the latencies are the POSTs'.
-    stats.latencies = post
-    record("password POST", stats)
+    if want("password POST"):
+        stats = load(password_post, threads=pw_threads, seconds=seconds * 1.5)
+        post = [s for b in browsers for s in b.post_seconds]
+        # POSTs/s: the GETs around them are a few ms beside a hash; the latencies are the POSTs'.
+        stats.latencies = post
+        record("password POST", stats)
 
     def full_login(i: int, username: str = "pw", email: str | None = None) -> None:
         code, nonce, verifier = browsers[i].login(rs, username, email)
         tokens = exchange(conns[i], rs, code, verifier)
         verify_id_token(bench, keys, rs, tokens["id_token"], nonce)
 
-    record("login (password only)", load(full_login, threads=pw_threads, seconds=seconds * 1.5))
-    mfa_threads = min(pw_threads, MFA_USERS)
-    record(
-        "login (password + e-mailed code)",
-        load(
+    if want("login (password only)"):
+        stats = load(full_login, threads=pw_threads, seconds=seconds * 1.5)
+        record("login (password only)", stats)
+    if want("login (password + e-mailed code)"):
+        stats = load(
             lambda i: full_login(i, f"mfa{i}", f"mfa{i}@bench.example"),
-            threads=mfa_threads,
+            threads=min(pw_threads, MFA_USERS),
             seconds=seconds * 1.5,
-        ),
-    )
+        )
+        record("login (password + e-mailed code)", stats)
 
     # Code exchange and refresh, per ID token algorithm.
     threads = 8
     per_thread = 40 if quick else 150 * workers
     for alg, client in bench.clients.items():
+        if not (want(f"code exchange {alg}") or want(f"refresh {alg}")):
+            continue
         minted: list[list[tuple[str, str, str]]] = [[] for _ in range(threads)]
         sso = [Browser(bench) for _ in range(threads)]
 
@@ -696,7 +707,9 @@ def node_rows(bench: Bench, mailbox, workers: int, seconds: float, quick: bool) 
             code, _nonce, verifier = minted[i].pop()
             refresh[i] = exchange(conns[i], client, code, verifier)["refresh_token"]
 
-        record(f"code exchange {alg}", load(code_exchange, threads=threads, seconds=seconds))
+        stats = load(code_exchange, threads=threads, seconds=seconds)
+        if want(f"code exchange {alg}"):
+            record(f"code exchange {alg}", stats)
 
         def refresh_grant(i: int, client=client, refresh=refresh) -> None:
             if refresh[i] is None:
@@ -706,7 +719,8 @@ def node_rows(bench: Bench, mailbox, workers: int, seconds: float, quick: bool) 
             )
             refresh[i] = answer["refresh_token"]
 
-        record(f"refresh {alg}", load(refresh_grant, threads=threads, seconds=seconds))
+        if want(f"refresh {alg}"):
+            record(f"refresh {alg}", load(refresh_grant, threads=threads, seconds=seconds))
     return out
 
 
@@ -932,8 +946,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per row (default 4)")
     parser.add_argument("--users", type=int, default=100_000, help="the large user table")
-    parser.add_argument("--quick", action="store_true", help="1 worker, 1,000 users, short rows")
+    parser.add_argument("--quick", action="store_true", help="1 worker, 1,000 users, fewer codes")
+    parser.add_argument(
+        "--rows", default="", help="comma-separated words: only the rows naming one (A/B runs)"
+    )
     args = parser.parse_args(argv)
+    only = [word.strip() for word in args.rows.split(",") if word.strip()]
     sys.path.insert(0, str(ROOT))
     from idp.config import DEFAULTS
     from tests.e2e.edges import Mailbox  # the suite's SMTP sink (aiosmtpd)
@@ -982,12 +1000,12 @@ def main(argv: list[str] | None = None) -> None:
             ) as (master, _port):
                 print(f"{key}: {workers} worker(s), {users:,} users", flush=True)
                 with pinned(client_cpu if workers == 1 else None):
-                    rows = node_rows(bench, mailbox, workers, args.seconds, args.quick)
+                    rows = node_rows(bench, mailbox, workers, args.seconds, args.quick, only)
                 run = {"workers": workers, "users": users, "rows": rows}
                 if key == "1w-large":  # only what the user table could slow down
                     keep = ("password POST", "login (password only)", "refresh RS256")
                     run["rows"] = {k: v for k, v in rows.items() if k in keep}
-                if key == "2w":
+                if key == "2w" and (not only or "isolation" in only):
                     print("isolation …", flush=True)
                     results["isolation"] = isolation(bench, args.seconds)
                 run["rss_mib"] = worker_rss_mib(master)
