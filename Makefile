@@ -24,8 +24,11 @@ lint: $(BIN)/.installed
 test: lint
 	$(BIN)/pytest
 
+# Benchmarks, not tests (about 5 minutes on 2 cores): one table, each figure beside
+# its physical limit measured in the same run (bench/README.md). `pip install -e '.[bench]'`
+# adds the PNG chart of the ratios.
 bench: $(BIN)/.installed
-	$(BIN)/python bench/flow.py
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/perf.py
 
 # Extract the marked strings (Python: _, gettext, ngettext, _l, lazy_gettext…;
 # templates: _(), {% trans %}), merge them into each catalog, compile the .mo.
