@@ -21,7 +21,12 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check idp tests bench examples
 	$(BIN)/ruff format --check idp tests bench examples
 
-test: lint
+# axe-core for the accessibility browser test (package.json); without npm that one
+# test is skipped (CI requires it: IDP_REQUIRE_BROWSER=1 in .ci/run).
+node_modules/.package-lock.json: package.json package-lock.json
+	-command -v npm >/dev/null && npm ci --no-audit --no-fund --silent
+
+test: lint node_modules/.package-lock.json
 	$(BIN)/pytest
 
 # Benchmarks, not tests (about 5 minutes on 2 cores): one table, each figure beside
