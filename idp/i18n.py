@@ -1,8 +1,9 @@
 """Locale choice: French first, English when the user, ``ui_locales`` or the browser asks.
 
-Order (README, "Languages"): the language switch just clicked (``?lang=``), then the
-choice made with it during this very login, then the RP's ``ui_locales`` for the login
-it started, then the switch's remembered choice, then ``Accept-Language``, then French.
+Order (docs/ARCHITECTURE.md, "Languages"): the language switch just clicked
+(``?lang=``), then the choice made with it during this very login, then the RP's
+``ui_locales`` for the login it started, then the switch's remembered choice, then
+``Accept-Language``, then French.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Rows stay a day past their expiry, so a replayed code or refresh token is
 still recognised (and its family revoked) for a while after it dies. Audit
-rows are kept ``[audit] retention_days`` (README, "Operation": the CNIL's
+rows are kept ``[audit] retention_days`` (docs/OPERATING.md, "The `idp` command": the CNIL's
 recommendation for access logs is six months to a year), deleted in batches
 so that a first purge of a large table never holds one long transaction.
 """

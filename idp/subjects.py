@@ -6,8 +6,7 @@ of its own: base64url(HMAC-SHA256(K, sector ‖ 0x00 ‖ users.subject)), where 
 sector is the host of the client's redirect URIs (``client.sector_identifier``,
 set at registration). Clients on two hosts therefore cannot join their users by
 ``sub``, and nobody can go back from it to the account without the key; the
-same client, or two clients of one host, always see the same value (README,
-"For relying parties").
+same client, or two clients of one host, always see the same value (docs/RELYING_PARTIES.md).
 
 K is derived from the provider's secret key for this purpose alone, so no
 other keyed hash (throttles, codes, audit addresses) shares it. Changing the

@@ -4,7 +4,7 @@ Malformed requests are ``invalid_request``; an essential level is met or
 refused, never lowered; a stronger level meets a weaker demand; ``max_age=0``
 with the second-factor level, or an essential ``amr`` asking for ``otp``, makes
 a remembered browser ask for the code too, while ``prompt=login`` alone keeps
-the remembered browser's 24-hour promise (README, "For relying parties").
+the remembered browser's 24-hour promise (docs/RELYING_PARTIES.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Back-channel logout (OpenID Connect Back-Channel Logout 1.0; README, SECURITY.md).
+"""Back-channel logout (OpenID Connect Back-Channel Logout 1.0).
+
+See docs/RELYING_PARTIES.md ("Back-channel logout") and SECURITY.md ("Logout").
 
 Every way a session ends tells each RP that was given a code under it, and only
 those, with a Logout Token signed like its ID tokens; delivery goes through the

@@ -1,4 +1,4 @@
-"""The code page tells what really happened (README, "Second factor").
+"""The code page tells what really happened (README, "The second factor").
 
 Every state comes from the database (``otp.code_page``): the code in flight,
 its channel, whether it expired or is locked, how many codes were sent, how

@@ -148,7 +148,7 @@ def test_a_pairwise_hint_of_another_user_still_asks_for_confirmation(app, client
 
 
 def test_the_subject_depends_on_the_secret_key(app):
-    """README: changing the secret key changes every pairwise sub (what an RP keys on)."""
+    """Changing the secret key changes every pairwise sub (docs/RELYING_PARTIES.md)."""
     from idp.subjects import pairwise_subject
 
     with app.app_context():

@@ -231,7 +231,7 @@ def test_client_id_parameter_naming_the_client_is_accepted(client, pk, rsa_key):
 def test_what_authlib_clients_send(app, client, pk, rsa_key):
     """Authlib's client side (``PrivateKeyJWT`` for ``OAuth2Session``, no ``kid``): its
     default hour-long assertion is over the 10-minute limit; ``expires_in`` fixes it
-    (README, "For relying parties")."""
+    (docs/RELYING_PARTIES.md)."""
     from authlib.oauth2.rfc7523 import private_key_jwt_sign
 
     assert not authenticated(probe(client, private_key_jwt_sign(rsa_key, "pk", TOKEN_ENDPOINT)))

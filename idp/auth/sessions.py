@@ -80,7 +80,7 @@ def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> Opened:
 
     The same user signing in again (``prompt=login``, a step-up) continues the
     session under its public ``sid``, so the ``sid`` in every ID token an RP got
-    is the one its Logout Token will name (README, "Back-channel logout"); the
+    is the one its Logout Token will name (docs/RELYING_PARTIES.md, "Back-channel logout"); the
     session of another user on this browser ends, and its RPs are told.
 
     Does not commit: the caller's step does, then calls ``activate`` — a session

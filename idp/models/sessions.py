@@ -17,7 +17,7 @@ class SsoSession(db.Model):
     token never carries anything that works as a session cookie. The cookie is
     replaced at every sign-in; ``sid`` stays while the same user signs in again
     on the browser, so the ``sid`` an RP holds is the one its back-channel
-    Logout Token names (README, "Back-channel logout"), and it is the id the
+    Logout Token names (docs/RELYING_PARTIES.md, "Back-channel logout"), and it is the id the
     console's device list puts in URLs (it tells nothing of how many there were).
     """
 

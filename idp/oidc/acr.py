@@ -6,8 +6,7 @@ essential ``amr`` claim. An essential demand is met or refused
 (``unmet_authentication_requirements``), never lowered; a stronger level than
 asked for meets it. ``max_age=0`` with the second-factor level, or an
 essential ``amr`` naming ``otp``, asks for a code typed in this
-very login: a remembered browser does not stand in (README, "For relying
-parties").
+very login: a remembered browser does not stand in (docs/RELYING_PARTIES.md).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the console, a password reset or change, an operator) must not leave the
 applications' own sessions open on a shared ward workstation. Each RP that was
 given an authorization code under an SSO session (``session_clients``) and
 registered a ``backchannel_logout_uri`` gets a signed Logout Token when that
-session ends (README and SECURITY.md, "Back-channel logout").
+session ends (docs/RELYING_PARTIES.md and SECURITY.md, "Back-channel logout").
 
 Delivery goes through the durable outbox (``idp.delivery.outbox``): the
 messages are written in the transaction that ends the session, sent after the

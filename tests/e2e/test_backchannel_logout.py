@@ -1,7 +1,7 @@
 """Back-channel logout against gunicorn: two RPs with back-channel URIs (served by a
 small HTTP server recording their POSTs) hear of the end of the session they
 took part in, whichever way it ends; an RP that is down hears of it when it
-comes back; the user's page never waits for them (README, "Back-channel logout").
+comes back; the user's page never waits for them (docs/RELYING_PARTIES.md, "Back-channel logout").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """SIGTERM under load (finding "Shutdown drops requests").
 
-gunicorn started as the README says (``-c python:idp.gunicorn_conf``), one
+gunicorn started as docs/OPERATING.md says (``-c python:idp.gunicorn_conf``), one
 worker, a 2-second drain. Four clients keep sending requests, each on a new
 connection, from before the SIGTERM until half a second before the drain ends
 (a load balancer slow to notice); a health checker polls ``/healthz``; one slow
@@ -50,7 +50,7 @@ class Sent:
 
 
 def command(port: int) -> list[str]:
-    """The README's production command: address and sizes come from the environment,
+    """The production command (docs/OPERATING.md): address and sizes come from the environment,
     not from ``port`` (a plain gunicorn command line would need it)."""
     return [_bin("gunicorn"), "-c", "python:idp.gunicorn_conf", "idp:create_app()"]
 

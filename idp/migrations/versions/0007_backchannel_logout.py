@@ -2,7 +2,7 @@
 
 ``session_clients`` lists the clients given an authorization code under each
 SSO session (by its public ``sid``), so that ending the session can send each
-of them a Logout Token (OpenID Connect Back-Channel Logout 1.0; README,
+of them a Logout Token (OpenID Connect Back-Channel Logout 1.0; docs/RELYING_PARTIES.md,
 "Back-channel logout"). Rows go with their session or client.
 
 Revision ID: 0007
