@@ -321,7 +321,7 @@ def reset():
             resume = session.get(RESET_RESUME)
             sessions.end_current("password_reset")  # empties this browser's session too
             sign_in = (
-                auth_views.authorize_url(resume.get("args"))
+                flow.authorize_url(resume.get("args"))
                 if isinstance(resume, dict)
                 else url_for("auth.login")
             )

@@ -52,12 +52,10 @@ def step_url(tx_id: str, step: str) -> str:
     return url_for(_ENDPOINTS[step], tx=tx_id)
 
 
-def restart_url(tx: LoginTransaction) -> str:
+def authorize_url(args: dict | None) -> str:
     """Where "start again" leads: the same authorization request (a fresh login for the
     same application), or the console's sign-in when no application started it."""
-    if tx.request_args:
-        return url_for("oidc.authorize", **tx.request_args)
-    return url_for("auth.login")
+    return url_for("oidc.authorize", **args) if args else url_for("auth.login")
 
 
 def lost_race(tx_id: str):

@@ -94,10 +94,6 @@ def remembered_request(tx_id: str | None) -> tuple[bool, dict | None]:
     return False, None
 
 
-def authorize_url(args: dict | None) -> str:
-    return url_for("oidc.authorize", **args) if args else url_for("auth.login")
-
-
 def known_request(tx_id: str | None) -> tuple[bool, dict | None]:
     """``(known, args)`` of login ``tx_id``: remembered by this browser, else still stored
     for this browser (expired). A login stored for another browser (or for this one
@@ -122,9 +118,9 @@ def restart_url(tx_id: str | None) -> str | None:
     """The same authorization request again, for a login that can no longer go on; None
     when it is not known (``known_request``). A restart continues nothing (no step, no
     user of that login): it is a fresh login for the same application, as the
-    application itself would have started it (``flow.restart_url``)."""
+    application itself would have started it (``flow.authorize_url``)."""
     known, args = known_request(tx_id)
-    return authorize_url(args) if known else None
+    return flow.authorize_url(args) if known else None
 
 
 def resume_url(tx_id: str | None) -> str | None:
@@ -145,7 +141,7 @@ def expired_page(tx_id: str | None, title: str = "", reason: str = ""):
     """The login (or its form) cannot go on: say so, and offer one button that starts
     the same authorization again when it is known, else the sign-in page."""
     known, args = known_request(tx_id)
-    target = urlsplit(authorize_url(args) if known else url_for("auth.login"))
+    target = urlsplit(flow.authorize_url(args) if known else url_for("auth.login"))
     return render_template(
         "auth/expired.html",
         title=title,
@@ -169,7 +165,8 @@ def _guard(*steps: str):
     if tx is None:
         if sessions.current() is not None:
             known, args = remembered_request(tx_id)
-            return None, None, redirect(authorize_url(args) if known else url_for("account.home"))
+            target = flow.authorize_url(args) if known else url_for("account.home")
+            return None, None, redirect(target)
         return None, None, expired_page(tx_id)
     _remember_login(tx_id, tx)
     g.last_login = session.get(LAST_LOGIN)
@@ -279,7 +276,7 @@ def code():
         valid_until=i18n.time_of_day(state.expires_at),
         account_wait_minutes=i18n.minutes(state.account_wait),
         codes_per_hour=otp.codes_per_hour(),
-        restart=flow.restart_url(tx),
+        restart=flow.authorize_url(tx.request_args),
         can_switch=bool(user.backup_phone),
         errors=get_flashed_messages(category_filter=["error"]),
     ), 200 if request.method == "GET" else 400
