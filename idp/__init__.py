@@ -30,16 +30,12 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
         # An http issuer is a declared development set-up (demo, tests): let
         # Authlib accept plain HTTP, which it refuses otherwise.
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
-    if proxies := settings["trusted_proxies"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
-
     from . import logs, web
     from .delivery import outbox
     from .extensions import babel, csrf, mail, migrate
     from .i18n import select_locale
     from .models import db
+    from .oidc import published
     from .oidc import server as oidc_server
 
     logs.init_app(app)
@@ -55,6 +51,11 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
     oidc_server.init_app(app)
     web.init_app(app)
     outbox.init_app(app)
+    published.install(app, app.extensions["idp_oidc"].keyring, web.SECURITY_HEADERS)
+    if proxies := settings["trusted_proxies"]:  # outermost: every layer sees the client's scheme
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)
 
     from .account.views import bp as account_bp
     from .account.views import recovery_bp

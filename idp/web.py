@@ -34,6 +34,13 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' http: https:; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# On every answer (``_harden``; ``idp.oidc.published`` for discovery and JWKS).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 # Pages and answers that carry personal data or secrets must never be cached.
 _NO_STORE_PREFIXES = (
     "/login",
@@ -158,10 +165,8 @@ def _format_epoch(seconds: int) -> str:
 
 def _harden(response):
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
-    headers.setdefault("X-Content-Type-Options", "nosniff")
-    headers.setdefault("X-Frame-Options", "DENY")
-    headers.setdefault("Referrer-Policy", "no-referrer")
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
     if request.path.startswith(_NO_STORE_PREFIXES):
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"

@@ -9,8 +9,8 @@ from ..auth import flow, sessions, transaction
 from ..extensions import csrf
 from . import authorize as authz
 from .acr import AcrDemand
-from .discovery import provider_metadata
 from .keys import JWKS_MAX_AGE
+from .published import DISCOVERY_MAX_AGE
 from .server import oidc
 
 bp = Blueprint("oidc", __name__)
@@ -30,11 +30,10 @@ def _register(state) -> None:
 
 @bp.get("/.well-known/openid-configuration")
 def discovery():
-    meta = current_app.extensions.get("idp_metadata")
-    if meta is None:
-        meta = current_app.extensions["idp_metadata"] = provider_metadata(current_app.config["IDP"])
-    response = jsonify(meta)
-    response.headers["Cache-Control"] = "public, max-age=3600"
+    """Reached only with a query string or another method: ``idp.oidc.published``
+    answers the plain GET from precomputed bytes."""
+    response = jsonify(current_app.extensions["idp_metadata"])
+    response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
     return response
 
 
