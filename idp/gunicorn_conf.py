@@ -79,20 +79,39 @@ bind = [address.strip() for address in os.environ.get("IDP_BIND", "127.0.0.1:800
 # -- workers -----------------------------------------------------------------------
 
 # One worker per usable CPU, not gunicorn's usual 2 × CPUs + 1: checking a password
-# (argon2id with the default ``[password]`` costs) holds 64 MiB and a core for a
+# (argon2id with the default ``[password]`` costs) holds 64 MiB and the cores for a
 # noticeable time, so more workers than cores only queue the checks while they
-# multiply the memory. Size the memory for workers × threads × 64 MiB at peak
-# (4 CPUs: 16 checks at once, 1 GiB). At least two: a lone worker that restarts
-# (``max_requests`` below) leaves nobody accepting for a few seconds, until its
-# successor has booted.
+# multiply the memory. At least two: a lone worker that restarts (``max_requests``
+# below) leaves nobody accepting for a few seconds, until its successor has booted.
 workers = _number("IDP_WORKERS", max(2, _usable_cpus()), minimum=1)
 
 # Threads, so that a request waiting on the mail server (``[mail] timeout_seconds``,
-# 10 s), the SMS gateway (5 s) or the database holds one thread, not a whole worker
-# and every request queued behind it. argon2 releases the GIL: the threads of one
-# worker hash on several cores.
+# 10 s), the SMS gateway (5 s), the database or a password check holds one thread,
+# not a whole worker and every request queued behind it.
 worker_class = "gthread"
-threads = 4
+threads = 8
+
+# Password checks run in a pool of ``IDP_HASH_THREADS`` threads per worker (1),
+# ``IDP_HASH_NICE`` steps (10, 0–19) below the request threads (idp/passwords.py).
+# A login waiting for the pool holds its request thread asleep; the quick requests
+# (token, discovery, pages) keep the other threads and, under a burst of logins,
+# the cores: the scheduler gives them the CPU before the hashes. Memory for
+# hashing: workers × IDP_HASH_THREADS × 64 MiB (2 workers: 128 MiB). Logins per
+# second stay bound by the hash (one check with parallelism 4 uses every core of
+# a small node); raise the pool only on nodes with more cores than workers × 4.
+# IDP_HASH_THREADS=0 hashes in the request threads, at their priority.
+hash_threads = _number("IDP_HASH_THREADS", 1, minimum=0)
+hash_nice = _number("IDP_HASH_NICE", 10, minimum=0)
+if hash_nice > 19:
+    raise ValueError(f"$IDP_HASH_NICE must be between 0 and 19, not {hash_nice}")
+
+
+def post_worker_init(worker) -> None:
+    if hash_threads:
+        from idp import passwords
+
+        passwords.start_hash_pool(hash_threads, hash_nice)
+
 
 # The gthread worker tells the master it is alive from its main loop, not from
 # the request threads: this kills a worker whose loop is stuck, not a slow request.
@@ -109,12 +128,13 @@ graceful_timeout = 15
 # 502). An idle connection costs a gthread worker no thread, only a socket.
 keepalive = 75
 
-# Recycle each worker after about a thousand requests (memory fragmented by the
-# 64 MiB hashes, any slow leak); the jitter keeps workers from restarting
-# together. A recycling worker finishes its requests; the master keeps the
-# listening socket, so new connections wait in the backlog for its successor.
-max_requests = 1000
-max_requests_jitter = 100
+# Recycle each worker now and then, against any slow leak. Not often: a
+# recycling worker stops answering until its successor has booted (seconds), and
+# at token rates a thousand requests go by in a second or two. The 64 MiB of a
+# hash are mapped and unmapped whole (glibc's mmap threshold), so hashing does
+# not fragment the heap. The jitter keeps workers from restarting together.
+max_requests = 50000
+max_requests_jitter = 5000
 
 
 # -- access log --------------------------------------------------------------------

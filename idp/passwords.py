@@ -1,7 +1,20 @@
-"""Password hashing with argon2id (argon2-cffi), parameters from ``[password]``."""
+"""Password hashing with argon2id (argon2-cffi), parameters from ``[password]``.
+
+Under gunicorn the hashes run in a small pool of threads per worker, at a lower
+CPU priority (``IDP_HASH_THREADS``, ``IDP_HASH_NICE`` in ``idp/gunicorn_conf.py``):
+a burst of logins then queues for the pool and yields the cores to the quick
+requests (token, discovery, pages) instead of starving them, and the memory for
+hashing is bounded by the pool, not by the request threads (SECURITY.md,
+"Resilience"). Elsewhere (tests, ``idp`` commands) they run in the caller's thread.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from argon2 import PasswordHasher, Type
@@ -21,8 +34,37 @@ def hasher() -> PasswordHasher:
     return _hasher(conf["argon2_time_cost"], conf["argon2_memory_kib"], conf["argon2_parallelism"])
 
 
+_pool: ThreadPoolExecutor | None = None
+
+
+def start_hash_pool(threads: int, nice: int) -> None:
+    """Hash in ``threads`` threads of this process from now on, each ``nice`` steps
+    below the request threads (Linux sets the nice value per thread, and argon2's
+    own lane threads inherit it); called once per gunicorn worker."""
+    global _pool
+
+    def lower_priority() -> None:
+        if nice and sys.platform == "linux":
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+
+    _pool = ThreadPoolExecutor(threads, thread_name_prefix="argon2", initializer=lower_priority)
+
+
+def stop_hash_pool() -> None:
+    """Back to hashing in the caller's thread (tests)."""
+    global _pool
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True)
+
+
+def _hashing(work: Callable, *args):
+    pool = _pool
+    return work(*args) if pool is None else pool.submit(work, *args).result()
+
+
 def hash_password(password: str) -> str:
-    return hasher().hash(password)
+    return _hashing(hasher().hash, password)
 
 
 @lru_cache(maxsize=8)
@@ -40,7 +82,7 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
         )
         password = password + "\x00never"
     try:
-        return ph.verify(stored_hash, password)
+        return _hashing(ph.verify, stored_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
 
