@@ -3,7 +3,7 @@
 A benchmark, not a test (issue 13). It builds its own provider in a temporary
 directory (SQLite in WAL, e-mail to a local aiosmtpd sink), provisions it with
 the ``idp`` command, serves it with the shipped gunicorn settings
-(``-c python:idp.gunicorn_conf``: gthread, 4 threads) and drives it from
+(``-c python:idp.gunicorn_conf``: gthread, 8 threads, one hashing thread) and drives it from
 Python threads over keep-alive connections (``http.client``; ``requests`` for
 the browser steps, which need cookies). With one worker, the server is pinned
 to the first CPU and the load generator to the second, so "per worker" means
@@ -634,7 +634,7 @@ def node_rows(
     port = bench.port
     conns = [Conn(port) for _ in range(16)]
     keys = KeySet.import_key_set(json.loads(conns[0].get("/jwks.json")))
-    pw_threads = 4 * workers  # gunicorn: 4 threads per worker
+    pw_threads = 4 * workers  # 4 browsers per worker: the hash pool (1) stays busy
 
     def record(name: str, stats: Stats, ops_per_item: int = 1) -> None:
         out[name] = {
@@ -842,6 +842,10 @@ def table(results: dict) -> list[tuple]:
             ("discovery", "Flask hello", hello),
             ("jwks", "Flask hello", hello),
         ]
+        node = results.get("node")
+        if isinstance(node, dict) and workers == 1:
+            # node-oidc-provider answers with a new RS256 ID token; ours without.
+            plan.append(("refresh RS256", "node-oidc-provider", node["refresh_rate"]))
         for name, limit_name, limit in plan:
             if name not in r:
                 continue
@@ -920,7 +924,14 @@ def print_report(results: dict) -> list[str]:
             for k, run in runs.items()
         )
     )
-    lines.append(f"node-oidc-provider: {results['node']}")
+    node = results["node"]
+    if isinstance(node, dict):
+        node = (
+            f"{node['version']}, refresh RS256 {node['refresh_rate']:.0f}/s on one core "
+            f"(p50 {fmt(node['p50_ms'], '.1f')} ms, p99 {fmt(node['p99_ms'], '.1f')} ms; "
+            "in-memory storage, an RS256 ID token in each answer)"
+        )
+    lines.append(f"node-oidc-provider: {node}")
     print("\n".join(lines))
     return lines
 
@@ -1016,7 +1027,11 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         mailbox.stop()
         shutil.rmtree(root, ignore_errors=True)
-    results["node"] = node_reference()
+    if not only or "refresh" in only or "node" in only:
+        print("node-oidc-provider (1 process on the server's core) …", flush=True)
+        results["node"] = node_reference(args.seconds, server_cpu, client_cpu)
+    else:
+        results["node"] = "skipped: not in --rows"
     results["seconds_total"] = time.monotonic() - started
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -1031,13 +1046,99 @@ def main(argv: list[str] | None = None) -> None:
     print(f"results: {RESULTS / (stamp + '.json')} ({results['seconds_total']:.0f} s)")
 
 
-def node_reference() -> str:
+NODE_PACKAGE = "oidc-provider@8.8.1"  # the version the issue measured (certified, Node.js)
+NODE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "idp-bench"
+
+
+def node_script() -> Path | str:
+    """bench/oidc_reference.mjs where it can import oidc-provider: beside the
+    repository's node_modules when the suite's package.json installed it, else
+    copied into a cache where npm installs it once. A reason string when neither."""
+    script = ROOT / "bench" / "oidc_reference.mjs"
     if shutil.which("node") is None:
         return "skipped: node not installed"
-    return (
-        "skipped: node is installed, but the node-oidc-provider reference (npm install "
-        "oidc-provider into a cache, its own login interaction) is not built yet"
+    if (ROOT / "node_modules" / "oidc-provider" / "package.json").exists():
+        return script
+    if not (NODE_CACHE / "node_modules" / "oidc-provider").exists():
+        if shutil.which("npm") is None:
+            return "skipped: npm not installed (oidc-provider)"
+        NODE_CACHE.mkdir(parents=True, exist_ok=True)
+        if not (NODE_CACHE / "package.json").exists():
+            (NODE_CACHE / "package.json").write_text('{"private": true}\n')
+        print(f"node-oidc-provider: npm install {NODE_PACKAGE} into {NODE_CACHE} …", flush=True)
+        done = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--silent", NODE_PACKAGE],
+            cwd=NODE_CACHE,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            return f"skipped: npm install {NODE_PACKAGE} failed: {done.stderr.strip()[-200:]}"
+    shutil.copy(script, NODE_CACHE / script.name)
+    return NODE_CACHE / script.name
+
+
+def node_reference(seconds: float, server_cpu, client_cpu) -> dict | str:
+    """Refresh grants/s of node-oidc-provider (one process on the server's core), driven
+    like our refresh row: 8 threads of rotating chains, keep-alive connections."""
+    script = node_script()
+    if isinstance(script, str):
+        return script
+    threads, port = 8, free_port()
+
+    def child() -> None:
+        if server_cpu is not None:
+            os.sched_setaffinity(0, server_cpu)
+
+    process = subprocess.Popen(
+        ["node", str(script), str(port), str(threads)],
+        cwd=script.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        preexec_fn=child,
     )
+    try:
+        line = ""
+        while not line.startswith("{"):
+            line = process.stdout.readline()
+            if not line and process.poll() is not None:
+                return f"skipped: {script.name} exited with {process.returncode}"
+        chains: list[str] = json.loads(line)["tokens"]
+        client = Client("bench", "bench-secret-bench-secret-bench-secret", "RS256")
+        conns = [Conn(port) for _ in range(threads)]
+
+        def refresh_grant(i: int) -> None:
+            answer = token(
+                conns[i], client, {"grant_type": "refresh_token", "refresh_token": chains[i]}
+            )
+            chains[i] = answer["refresh_token"]
+
+        with pinned(client_cpu):
+            stats = load(refresh_grant, threads=threads, seconds=seconds)
+        version = json.loads(
+            (script.parent / "node_modules" / "oidc-provider" / "package.json").read_text()
+            if (script.parent / "node_modules").exists()
+            else (ROOT / "node_modules" / "oidc-provider" / "package.json").read_text()
+        )["version"]
+        print(
+            f"  node-oidc-provider {version} refresh RS256 {stats.rate:8.1f}/s  "
+            f"p50 {stats.pct(0.5) or 0:7.1f} ms  p99 {stats.pct(0.99) or 0:7.1f} ms  "
+            f"errors {len(stats.errors)}",
+            flush=True,
+        )
+        return {
+            "version": version,
+            "refresh_rate": stats.rate,
+            "p50_ms": stats.pct(0.5),
+            "p99_ms": stats.pct(0.99),
+            "errors": len(stats.errors),
+        }
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
 
 
 if __name__ == "__main__":
