@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from idp.account import recovery
 from idp.config import ConfigError, load_settings
 from idp.models import User, db
 from tests.actions import LoginActions, csrf_of
@@ -91,6 +92,66 @@ def test_forgot_form_focuses_its_invalid_field(client, secret):
     assert attrs["aria-invalid"] == "true" and "autofocus" in attrs
     assert attrs["aria-describedby"] == "identifier-errors"
     assert 'id="identifier-errors"' in response.text
+
+
+def _summary(html: str) -> str:
+    found = re.search(r'<div class="error-summary" role="alert"[^>]*>(.*?)</div>', html, re.S)
+    assert found, "no error summary"
+    return found.group(1)
+
+
+def test_forgot_form_has_an_error_summary_and_a_refusal_takes_the_focus(
+    client, secret, monkeypatch
+):
+    page = client.get("/password/forgot", headers=FR)
+    response = client.post(
+        "/password/forgot", data={"csrf_token": csrf_of(page.text), "identifier": ""}, headers=FR
+    )
+    assert 'href="#identifier"' in _summary(response.text)
+    assert _autofocused(response.text) == ["input"]
+
+    def busy(identifier, ip):
+        raise recovery.ResetThrottled(120)
+
+    monkeypatch.setattr(recovery, "request_reset", busy)
+    page = client.get("/password/forgot", headers=FR)
+    response = client.post(
+        "/password/forgot",
+        data={"csrf_token": csrf_of(page.text), "identifier": "alice"},
+        headers=FR,
+    )
+    assert response.status_code == 429
+    refusal = re.search(r'<p[^>]*id="forgot-error"[^>]*>', response.text).group(0)
+    assert 'role="alert"' in refusal and 'tabindex="-1"' in refusal
+    assert _autofocused(response.text) == ["p"]  # the message, not <body>
+
+
+def test_reset_form_has_an_error_summary_tied_to_its_fields(smtp, client, secret):
+    page = client.get("/password/forgot", headers=FR)
+    client.post(
+        "/password/forgot",
+        data={"csrf_token": csrf_of(page.text), "identifier": "alice"},
+        headers=FR,
+    )
+    link = re.search(r"http://idp\.test(/password/reset/\S+)", smtp.last_text()).group(1)
+    assert client.get(link).status_code == 303
+    page = client.get("/password/reset", headers=FR)
+    data = {"new_password": "court", "confirm_password": "autre"}
+    response = client.post(
+        "/password/reset", data={"csrf_token": csrf_of(page.text), **data}, headers=FR
+    )
+    assert response.status_code == 400
+    summary = _summary(response.text)
+    assert 'href="#new_password"' in summary and 'href="#confirm_password"' in summary
+    assert "Les deux mots de passe saisis sont différents." in summary
+    new = _attrs(response.text, "new_password")
+    assert new["aria-invalid"] == "true" and "autofocus" in new
+    assert new["aria-describedby"] == "new_password-hint new_password-errors"
+    assert _attrs(response.text, "confirm_password")["aria-describedby"] == (
+        "confirm_password-errors"
+    )
+    first = re.search(r"<input[^>]*autofocus[^>]*>", response.text).group(0)
+    assert 'name="new_password"' in first  # the first invalid field wins the focus
 
 
 def test_console_password_form_focuses_the_first_invalid_field(client, secret):

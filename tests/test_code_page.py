@@ -168,3 +168,30 @@ def test_a_user_without_another_channel_is_not_told_to_choose_one(login, smtp):
     page = login.client.get(url).text
     assert "could not be sent" in page, page
     assert "another way" not in page
+
+
+def _focused_by_the_browser(page: str) -> str:
+    """The first element carrying ``autofocus``: the one the browser focuses."""
+    found = re.search(r"<(\w+)[^>]*\bautofocus\b[^>]*>", page)
+    assert found, "nothing takes the focus: it would fall to <body>"
+    return found.group(0)
+
+
+def test_a_code_page_without_a_field_focuses_its_message(login, smtp, frozen_clock):
+    """Expired, void (5 wrong codes), the login's or the account's limit: there is no
+    field to type in, so the message takes the focus, never <body> (issue 10, item 11)."""
+    url = login.submit_password(login.authorize().location, "bruno").location
+    assert 'name="code"' in _focused_by_the_browser(login.client.get(url).text)
+    frozen_clock.advance(301)
+    first = _focused_by_the_browser(login.client.get(url).text)
+    assert 'id="code-state"' in first and 'role="alert"' in first and 'tabindex="-1"' in first
+    for _ in range(otp.MAX_SENDS - 1):  # each expired code is replaced at once
+        login.resend(url)
+        frozen_clock.advance(301)
+    page = login.client.get(url).text
+    assert "No more codes can be sent for this sign-in." in page
+    assert 'id="code-state"' in _focused_by_the_browser(page)
+    assert re.search(
+        r'<p class="error" role="alert" id="code-limit" tabindex="-1" autofocus>', page
+    )
+    assert re.search(r'<a class="button" href="[^"]*/authorize\?', page)

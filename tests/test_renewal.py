@@ -8,6 +8,8 @@ with the old password. Two tabs submitting it give one outcome.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from idp import clock
@@ -115,3 +117,17 @@ def test_two_tabs_renewing_at_once_give_one_outcome(app, secret, later):
         alice = db.session.scalars(db.select(User).where(User.username == "alice")).one()
         assert verify_password(alice.password_hash, NEW)
         assert not verify_password(alice.password_hash, OTHER)
+
+
+def test_renewal_form_has_an_error_summary_tied_to_its_fields(app, secret, later):
+    browser = _browser(app)
+    url = _renewal_page(browser)
+    response = _renew(browser, url, "short")
+    assert response.status_code == 400
+    summary = re.search(
+        r'<div class="error-summary" role="alert"[^>]*>(.*?)</div>', response.text, re.S
+    )
+    assert summary and 'href="#new_password"' in summary.group(1)
+    field = re.search(r'<input[^>]*name="new_password"[^>]*>', response.text).group(0)
+    assert 'aria-invalid="true"' in field and "autofocus" in field
+    assert 'aria-describedby="new_password-hint new_password-errors"' in field
