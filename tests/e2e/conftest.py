@@ -198,7 +198,8 @@ def psc_node(provider, tmp_path_factory) -> Provider:
         for username, national_id in PSC_USERS.items():
             node.cli(
                 "user", "add", username, "--email", f"{username}@exemple.fr",
-                "--national-id", national_id, "--password-stdin", stdin=provider.users["alice"]["password"] + "\n",
+                "--national-id", national_id, "--password-stdin",
+                stdin=provider.users["alice"]["password"] + "\n",
             )  # fmt: skip
         node.standin = standin
         with serving(node, workers=1):
