@@ -61,11 +61,13 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
     from .account.views import recovery_bp
     from .auth.views import bp as auth_bp
     from .oidc.views import bp as oidc_bp
+    from .psc.views import bp as psc_bp
 
     app.register_blueprint(oidc_bp)
     app.register_blueprint(auth_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(recovery_bp)
+    app.register_blueprint(psc_bp)
     return app
 
 

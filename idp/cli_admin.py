@@ -45,10 +45,17 @@ def _account(username: str):
 @click.option("--profession", default="")
 @click.option("--role", "roles", multiple=True)
 @click.option("--phone", default=None, help="Backup mobile phone, e.g. +33612345678.")
+@click.option(
+    "--national-id",
+    default=None,
+    help="RPPS (11 digits) or ADELI number: the Pro Santé Connect identity of this user.",
+)
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def user_add(ctx, username, email, name, profession, roles, phone, password_stdin, as_json):
+def user_add(
+    ctx, username, email, name, profession, roles, phone, national_id, password_stdin, as_json
+):
     """Create an account."""
     from .phones import PhoneError, normalize_mobile
     from .users import UserError, create_user
@@ -69,6 +76,7 @@ def user_add(ctx, username, email, name, profession, roles, phone, password_stdi
                 profession=profession,
                 roles=list(roles),
                 backup_phone=phone_e164,
+                national_id=national_id,
             )
         except UserError as exc:
             _fail(str(exc))
@@ -77,6 +85,7 @@ def user_add(ctx, username, email, name, profession, roles, phone, password_stdi
             "email": account.email,
             "sub": account.subject,
             "roles": account.roles,
+            "national_id": account.national_id,
         }
         _emit(data, as_json, f"user {account.username} created (sub {account.subject})")
 
@@ -98,6 +107,7 @@ def user_list(ctx, as_json):
                 "backup_phone": u.backup_phone,
                 "disabled": u.disabled,
                 "sub": u.subject,
+                "national_id": u.national_id,
             }
             for u in list_users()
         ]
@@ -226,6 +236,7 @@ def client_add(
 ):
     """Register a client; its secret (if it has one) is printed once."""
     from .clients import ClientError, register_client
+    from .oidc.acr import levels_of
 
     jwks = None
     if jwks_file is not None:
@@ -235,7 +246,7 @@ def client_add(
             _fail(f"the JWKS file is not JSON: {exc}")
     app = _app(ctx)
     with app.app_context():
-        if acr and acr not in app.config["IDP"]["acr"].values():
+        if acr and acr not in levels_of(app.config["IDP"]).values():
             _fail(f"unknown acr value {acr!r}")
         try:
             row, secret = register_client(

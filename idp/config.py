@@ -70,6 +70,24 @@ DEFAULTS: dict[str, Any] = {
         "logins_started_per_hour": 1000,
         "reset_requests_per_hour": 100,
     },
+    # Pro Santé Connect, the national sign-in of health professionals (docs/OPERATING.md,
+    # "Pro Santé Connect"): endpoints are pinned; ``discovery_url`` only fills the gaps.
+    "psc": {
+        "enabled": False,
+        "issuer": "",
+        "discovery_url": "",
+        "authorization_endpoint": "",
+        "token_endpoint": "",
+        "userinfo_endpoint": "",
+        "jwks_uri": "",
+        "end_session_endpoint": "",
+        "client_id": "",
+        "client_secret": "",
+        "private_key_file": "",
+        "scope": "openid scope_all",
+        "acr_values": "eidas1",
+        "timeout_seconds": 5.0,
+    },
     "log_level": "INFO",
     # Role id → its name on the console, in French and English: any role id may be
     # added (``[roles.<id>]``), each with exactly ``fr`` and ``en``.
@@ -129,6 +147,8 @@ def _from_environment() -> dict:
         found.setdefault("mail", {})["password"] = value
     if value := os.environ.get("IDP_SMS_TOKEN"):
         found.setdefault("sms", {})["token"] = value
+    if value := os.environ.get("IDP_PSC_CLIENT_SECRET"):
+        found.setdefault("psc", {})["client_secret"] = value
     return found
 
 
@@ -220,6 +240,7 @@ def _check_values(settings: dict) -> None:
         ("mail.timeout_seconds", settings["mail"]["timeout_seconds"]),
         ("database.timeout_seconds", settings["database"]["timeout_seconds"]),
         ("sms.timeout_seconds", settings["sms"]["timeout_seconds"]),
+        ("psc.timeout_seconds", settings["psc"]["timeout_seconds"]),
         ("password.max_failures", settings["password"]["max_failures"]),
         ("password.lockout_seconds", settings["password"]["lockout_seconds"]),
         ("throttle.account_failures_per_hour", settings["throttle"]["account_failures_per_hour"]),
@@ -243,12 +264,46 @@ def _check_values(settings: dict) -> None:
         raise ConfigError("tokens.refresh_reuse_seconds: must not be negative (0: no grace)")
     if settings["password"]["max_age_days"] < 0 or settings["tokens"]["refresh_token_days"] < 0:
         raise ConfigError("password.max_age_days / tokens.refresh_token_days: must not be negative")
+    if settings["psc"]["enabled"]:
+        _check_psc(settings["psc"])
     if not settings["secret_key"] and not is_sqlite(settings["database"]["url"]):
         # A key generated per node would break codes, throttles and forms across nodes.
         raise ConfigError(
             "secret_key: required with a shared (non-SQLite) database, the same on every"
             " node: set secret_key or $IDP_SECRET_KEY"
         )
+
+
+_PSC_ENDPOINTS = (
+    "authorization_endpoint",
+    "token_endpoint",
+    "userinfo_endpoint",
+    "jwks_uri",
+    "end_session_endpoint",
+)
+
+
+def _check_psc(psc: dict) -> None:
+    """An enabled ``[psc]``: an issuer, a client, a way to authenticate it, and each
+    endpoint pinned or left to ``discovery_url`` (fetched at the first PSC login)."""
+    for name in ("issuer", "client_id", "scope", "acr_values"):
+        if not psc[name].strip():
+            raise ConfigError(f"psc.{name}: required when psc.enabled is true")
+    for name in ("issuer", "discovery_url", *_PSC_ENDPOINTS):
+        value = psc[name]
+        if value and not value.startswith(("https://", "http://")):
+            raise ConfigError(f"psc.{name}: must be an http(s) URL")
+    missing = [name for name in _PSC_ENDPOINTS if not psc[name]]
+    if missing and not psc["discovery_url"]:
+        raise ConfigError(f"psc.{missing[0]}: required (or set psc.discovery_url)")
+    if "openid" not in psc["scope"].split():
+        raise ConfigError("psc.scope: must contain openid")
+    if not psc["client_secret"] and not psc["private_key_file"]:
+        raise ConfigError(
+            "psc.client_secret: required (or $IDP_PSC_CLIENT_SECRET, or psc.private_key_file)"
+        )
+    if psc["private_key_file"] and not os.path.isfile(psc["private_key_file"]):
+        raise ConfigError(f"psc.private_key_file: not found: {psc['private_key_file']}")
 
 
 def is_sqlite(url: str) -> bool:

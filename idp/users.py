@@ -157,8 +157,10 @@ def create_user(
     profession: str = "",
     roles: list[str] | None = None,
     backup_phone: str | None = None,
+    national_id: str | None = None,
 ) -> User:
     username = unicodedata.normalize("NFC", username.strip())
+    national_id = _checked_national_id(national_id)
     if not username or invisible_characters(username) or "@" in identity_key(username):
         raise UserError(
             "the identifier must be non-empty, without '@', spaces, control or invisible characters"
@@ -194,6 +196,7 @@ def create_user(
         profession=profession,
         roles=sorted(set(roles or [])),
         backup_phone=backup_phone,
+        national_id=national_id,
         password_hash=hash_password(password),
         password_changed_at=clock.now(),
     )
@@ -204,6 +207,21 @@ def create_user(
         db.session.rollback()
         raise UserError("an account with this identifier or e-mail already exists") from None
     return user
+
+
+def _checked_national_id(value: str | None) -> str | None:
+    """RPPS or ADELI as stored (``idp.psc.national_id``), held by no other account."""
+    if not value:
+        return None
+    from .psc.national_id import InvalidNationalId, normalize
+
+    try:
+        value = normalize(value)
+    except InvalidNationalId as exc:
+        raise UserError(f"national identifier refused: {exc}") from None
+    if db.session.scalars(select(User.id).where(User.national_id == value)).first():
+        raise UserError("another account already has this national identifier")
+    return value
 
 
 def set_password(user: User, password: str) -> None:

@@ -231,6 +231,20 @@ def _renew():
     return render_template("account/renew.html", form=form, errors=errors, tx=tx_id), status
 
 
+@bp.post("/psc/unlink")
+def unlink_psc():
+    """The user removes the link to their Pro Santé Connect identity (idp/psc/service.py):
+    the next PSC login with it finds no account."""
+    sso, stop = _signed_in()
+    if stop:
+        return stop
+    from ..psc import service as psc
+
+    if psc.unlink(sso.user):
+        flash(_("Your Pro Santé Connect identity is no longer linked to this account."), "info")
+    return redirect(url_for("account.home"))
+
+
 @bp.post("/sessions/<string(maxlength=64):sid>/end")
 def end_session(sid: str):
     """By the session's random public ``sid``: a sequential id in the URL would tell how

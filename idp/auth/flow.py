@@ -20,7 +20,7 @@ from .. import audit
 from ..delivery import DeliveryError, DeliverySlow, outbox
 from ..models import LoginTransaction, SsoSession, User, db
 from ..oidc import authorize
-from ..oidc.acr import user_requires_mfa
+from ..oidc.acr import PSC_ACR, user_requires_mfa
 from ..passwords import hash_password
 from ..users import password_expired, set_password_hash
 from . import otp, remember, sessions, transaction
@@ -227,7 +227,35 @@ def complete(
     return _sign_in(user, args, auth_time, amr, remember_browser)
 
 
-def _sign_in(user: User, args: dict | None, auth_time: int, amr: list[str], remember_browser=False):
+def after_psc(tx: LoginTransaction, tx_id: str, user: User, identity):
+    """Pro Santé Connect vouched for ``user`` (``idp.psc.service``): close the login
+    (compare-and-set) and sign in at PSC's level, with PSC's ``amr`` and ``auth_time``;
+    the session keeps PSC's ID token for the logout. No password step, no code: PSC's
+    level is above ours (docs/RELYING_PARTIES.md, "Pro Santé Connect")."""
+    args = tx.request_args
+    if (tx.user_id not in (None, user.id)) or not transaction.finish(tx):
+        db.session.rollback()
+        return lost_race(tx_id)
+    return _sign_in(
+        user,
+        args,
+        identity.auth_time,
+        list(identity.amr),
+        acr=PSC_ACR,
+        psc_id_token=identity.id_token,
+    )
+
+
+def _sign_in(
+    user: User,
+    args: dict | None,
+    auth_time: int,
+    amr: list[str],
+    remember_browser=False,
+    *,
+    acr: str | None = None,
+    psc_id_token: str | None = None,
+):
     """The session starts; other users' remembered factor on this browser ends *before*
     this one is remembered under a fresh browser id (M7); back where the flow began.
 
@@ -239,8 +267,9 @@ def _sign_in(user: User, args: dict | None, auth_time: int, amr: list[str], reme
     remember.forget_others(user)
     if remember_browser:
         remember.remember(user)
-    acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
-    opened = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr)
+    if acr is None:
+        acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
+    opened = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr, psc_id_token=psc_id_token)
     if args is None:
         response = redirect(url_for("account.home"))
     else:

@@ -75,7 +75,9 @@ class Opened(NamedTuple):
     queued: int
 
 
-def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> Opened:
+def start(
+    user: User, *, auth_time: int, acr: str, amr: list[str], psc_id_token: str | None = None
+) -> Opened:
     """Sign the browser in: a new cookie value at every sign-in (session fixation).
 
     The same user signing in again (``prompt=login``, a step-up) continues the
@@ -98,6 +100,7 @@ def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> Opened:
         expires_at=now + _lifetime(),
         user_agent=(request.user_agent.string or "")[:300],
         ip_hint=_ip_hint(request.remote_addr),
+        psc_id_token=psc_id_token,  # a Pro Santé Connect session: its logout ends PSC's too
     )
     row, queued = None, 0
     if previous is not None and previous.user_id == user.id:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from flask import (
     Blueprint,
+    current_app,
     flash,
     g,
     get_flashed_messages,
@@ -190,6 +191,8 @@ def login():
     if request.method == "GET" and tx.login_hint:
         form.username.data = tx.login_hint
     error, status, retry_after = None, 200, None
+    if tx.require_psc:  # the RP demands Pro Santé Connect: no password form to post
+        form = PasswordForm(formdata=None)
     if form.validate_on_submit():
         try:
             user = check_credentials(form.username.data, form.password.data, request.remote_addr)
@@ -208,8 +211,17 @@ def login():
         tx=tx_id,
         error=error,
         app_name=_application_name(tx.request_args),
+        psc=_psc_offer(tx),
     )
     return page, status, ({"Retry-After": str(retry_after)} if retry_after else {})
+
+
+def _psc_offer(tx: LoginTransaction) -> str | None:
+    """The Pro Santé Connect button: ``"only"`` when the RP demands its level, ``"also"``
+    beside the password when ``[psc]`` is enabled, else None (idp/psc/)."""
+    if not current_app.config["IDP"]["psc"]["enabled"]:
+        return None
+    return "only" if tx.require_psc else "also"
 
 
 @bp.route("/login/channel", methods=["GET", "POST"])

@@ -35,6 +35,9 @@ class SsoSession(db.Model):
     expires_at: Mapped[int] = mapped_column(BigInteger)
     user_agent: Mapped[str] = mapped_column(String(300), default="")
     ip_hint: Mapped[str] = mapped_column(String(64), default="")
+    # A session opened by Pro Santé Connect keeps PSC's ID token: our logout ends the
+    # PSC session too, with it as ``id_token_hint`` (idp/psc/views.py).
+    psc_id_token: Mapped[str | None] = mapped_column(Text, default=None)
 
     user: Mapped[User] = relationship()
 
@@ -87,6 +90,13 @@ class LoginTransaction(db.Model):
     # The user's credential when bound: a password replaced since (reset, operator,
     # the user elsewhere) ends this login, whatever step it waits at.
     credential_tag: Mapped[str | None] = mapped_column(String(32), default=None)
+    # The RP demands the Pro Santé Connect level (``eidas1``): only PSC can finish it.
+    require_psc: Mapped[bool] = mapped_column(default=False)
+    # A PSC login in flight from this transaction: the hash of its ``state`` (single
+    # use: cleared by the callback's compare-and-set), its ``nonce`` and PKCE verifier.
+    psc_state_hash: Mapped[str | None] = mapped_column(String(64), unique=True, default=None)
+    psc_nonce: Mapped[str | None] = mapped_column(String(64), default=None)
+    psc_verifier: Mapped[str | None] = mapped_column(String(128), default=None)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # purged on each begin
 

@@ -47,6 +47,11 @@ class User(db.Model):
     password_hash: Mapped[str] = mapped_column(String(255), default="")
     password_changed_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     disabled: Mapped[bool] = mapped_column(default=False)
+    # Pro Santé Connect: the national identifier (RPPS or ADELI, ``idp.psc.national_id``)
+    # a PSC login is matched on (its ``SubjectNameID``), never e-mail or name; and PSC's
+    # ``sub`` seen at the last such login (docs/OPERATING.md, "Pro Santé Connect").
+    national_id: Mapped[str | None] = mapped_column(String(20), unique=True, default=None)
+    psc_sub: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     updated_at: Mapped[int] = mapped_column(BigInteger, default=clock.now, onupdate=clock.now)
 

@@ -7,6 +7,10 @@ essential ``amr`` claim. An essential demand is met or refused
 asked for meets it. ``max_age=0`` with the second-factor level, or an
 essential ``amr`` naming ``otp``, asks for a code typed in this
 very login: a remembered browser does not stand in (docs/RELYING_PARTIES.md).
+
+Levels, weakest first: the password (``pwd``), password and code (``mfa``), and,
+when ``[psc]`` is enabled, Pro Santé Connect's ``eidas1`` (``psc``). A PSC
+session meets the three; a password and code session the first two.
 """
 
 from __future__ import annotations
@@ -27,15 +31,53 @@ class UnmetAuthenticationRequirements(OAuth2Error):
     error = "unmet_authentication_requirements"
 
 
+PSC_ACR = "eidas1"  # Pro Santé Connect's level, stated as PSC states it (DESIGN contract)
+RANKS = ("pwd", "mfa", "psc")
+
+
 @dataclass(frozen=True)
 class AcrDemand:
     needs_mfa: bool
     fresh_code: bool = False  # a code typed in this login, not a remembered browser
+    needs_psc: bool = False  # only a Pro Santé Connect login meets it
 
 
-def _from_values(values: list[str], levels: Mapping[str, str]) -> bool:
-    """Voluntary values: the second factor is needed only if the password level is not listed."""
-    return levels["mfa"] in values and levels["pwd"] not in values
+def levels_of(settings: Mapping) -> dict[str, str]:
+    """The levels offered, by rank name: ``[acr]``, and ``eidas1`` when PSC is enabled."""
+    levels = dict(settings["acr"])
+    if settings["psc"]["enabled"]:
+        levels["psc"] = PSC_ACR
+    return levels
+
+
+def _from_values(values: list[str], levels: Mapping[str, str]) -> int:
+    """Voluntary values: the weakest level listed is the one needed (its rank)."""
+    ranks = [RANKS.index(name) for name, value in levels.items() if value in values]
+    return min(ranks) if ranks else 0
+
+
+def satisfies(session_acr: str, value: str, levels: Mapping[str, str]) -> bool:
+    """A session of level ``session_acr`` meets ``value``: the same level or a weaker one."""
+    rank = {level: RANKS.index(name) for name, level in levels.items()}
+    return session_acr in rank and value in rank and rank[session_acr] >= rank[value]
+
+
+def reported(
+    session_acr: str, params: Mapping[str, str], claims_request: dict | None, levels
+) -> str:
+    """The ``acr`` an ID token states: the session's own level, except that a PSC
+    session asked only for our own levels states the first one asked (it meets them
+    all), so that an RP written for ``urn:idp:acr:2fa`` works unchanged; an RP asking
+    ``eidas1`` gets ``eidas1`` (docs/RELYING_PARTIES.md, "Pro Santé Connect")."""
+    if session_acr != levels.get("psc"):
+        return session_acr
+    wanted = (
+        _spec_values(claim_spec(claims_request, "acr")) or (params.get("acr_values") or "").split()
+    )
+    if session_acr in wanted:
+        return session_acr
+    met = [value for value in wanted if satisfies(session_acr, value, levels)]
+    return met[0] if met else session_acr
 
 
 def demand(
@@ -46,15 +88,16 @@ def demand(
 ) -> AcrDemand:
     """Raise ``InvalidRequestError`` for a malformed acr/amr request and
     ``UnmetAuthenticationRequirements`` for an essential one we cannot give."""
-    needs_mfa = _acr_needs_mfa(params, claims_request, client, levels)
+    rank = _acr_rank(params, claims_request, client, levels)
+    needs_mfa, needs_psc = rank >= 1, rank >= 2
     amr_mfa, fresh_code = _amr_demand(claims_request)
     max_age = params.get("max_age") or ""  # digits only: checked before (authorize.py)
-    if needs_mfa and max_age.isdigit() and int(max_age) == 0:
+    if needs_mfa and not needs_psc and max_age.isdigit() and int(max_age) == 0:
         fresh_code = True  # "authenticate again, with the second factor, now"
-    return AcrDemand(needs_mfa=needs_mfa or amr_mfa, fresh_code=fresh_code)
+    return AcrDemand(needs_mfa=needs_mfa or amr_mfa, fresh_code=fresh_code, needs_psc=needs_psc)
 
 
-def _acr_needs_mfa(params, claims_request, client: Client, levels: Mapping[str, str]) -> bool:
+def _acr_rank(params, claims_request, client: Client, levels: Mapping[str, str]) -> int:
     """The request's acr demand, never below the level the operator registered for the
     client (``idp client add --acr``): a request cannot lower that floor."""
     floor = _from_values(list(client.default_acr_values), levels)
@@ -67,9 +110,9 @@ def _acr_needs_mfa(params, claims_request, client: Client, levels: Mapping[str, 
                 raise UnmetAuthenticationRequirements(
                     "None of the essential acr values is offered."
                 )
-        return floor or _from_values(wanted, levels)
+        return max(floor, _from_values(wanted, levels))
     requested = (params.get("acr_values") or "").split()
-    return floor or _from_values(requested, levels)
+    return max(floor, _from_values(requested, levels))
 
 
 def _amr_demand(claims_request: dict | None) -> tuple[bool, bool]:
@@ -121,4 +164,5 @@ def user_requires_mfa(user) -> bool:
 
 def session_lacks_mfa(sso) -> bool:
     """The session's user needs the second factor and this session has not had it."""
-    return user_requires_mfa(sso.user) and sso.acr != current_app.config["IDP"]["acr"]["mfa"]
+    levels = levels_of(current_app.config["IDP"])
+    return user_requires_mfa(sso.user) and not satisfies(sso.acr, levels["mfa"], levels)

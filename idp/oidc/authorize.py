@@ -19,7 +19,7 @@ from flask import current_app, render_template
 from .. import clock
 from ..models import SsoSession, db
 from . import backchannel
-from .acr import AcrDemand, demand, session_lacks_mfa
+from .acr import AcrDemand, demand, levels_of, reported, satisfies, session_lacks_mfa
 from .claims import parse_claims_request
 from .grants import GrantUser
 from .server import oidc, refusing_malformed_input
@@ -106,7 +106,7 @@ def check_parameters(params: Mapping[str, str]) -> None:
 
 
 def decide(
-    params: Mapping[str, str], sso: SsoSession | None, now: int, *, acr: AcrDemand, mfa_acr: str
+    params: Mapping[str, str], sso: SsoSession | None, now: int, *, acr: AcrDemand, levels: dict
 ) -> Decision:
     """Can the SSO session answer this request, or must the user sign in or step up?
 
@@ -125,7 +125,10 @@ def decide(
     )
     if must_login:
         return Decision("error", LoginRequiredError) if silent else Decision("login")
-    if (acr.needs_mfa and sso.acr != mfa_acr) or acr.fresh_code or session_lacks_mfa(sso):
+    if acr.needs_psc and sso.acr != levels["psc"]:  # only a PSC login meets it: no step-up
+        return Decision("error", InteractionRequiredError) if silent else Decision("login")
+    lacks_mfa = acr.needs_mfa and not satisfies(sso.acr, levels["mfa"], levels)
+    if lacks_mfa or acr.fresh_code or session_lacks_mfa(sso):
         return Decision("error", InteractionRequiredError) if silent else Decision("step_up")
     return Decision("issue")
 
@@ -171,8 +174,10 @@ def _error_response(request: OAuth2Request, error: OAuth2Error):
 
 def issue(request: OAuth2Request, grant, sso: SsoSession):
     """Send the code back to the RP, with the authentication facts of the session."""
+    levels = levels_of(current_app.config["IDP"])
+    acr = reported(sso.acr, request.payload.data, getattr(request, "claims_request", None), levels)
     granted = GrantUser(
-        user=sso.user, sid=sso.sid, auth_time=sso.auth_time, acr=sso.acr, amr=tuple(sso.amr)
+        user=sso.user, sid=sso.sid, auth_time=sso.auth_time, acr=acr, amr=tuple(sso.amr)
     )
     # The session's RPs hear of its end (back-channel logout); committed with the code.
     backchannel.record_participation(sso.sid, request.client.client_id)
@@ -187,13 +192,13 @@ def start(request: OAuth2Request, sso: SsoSession | None, handoff):
     if failure is not None:
         return failure
     params = request.payload.data
-    levels = current_app.config["IDP"]["acr"]
+    levels = levels_of(current_app.config["IDP"])
     try:
         acr = demand(params, request.claims_request, request.client, levels)
     except OAuth2Error as error:
         error.redirect_uri = request.validated_redirect_uri
         return _error_response(request, error)
-    decision = decide(params, sso, clock.now(), acr=acr, mfa_acr=levels["mfa"])
+    decision = decide(params, sso, clock.now(), acr=acr, levels=levels)
     if decision.action == "issue":
         return issue(request, grant, sso)
     if decision.action == "error":

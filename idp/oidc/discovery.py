@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .acr import levels_of
 from .claims import CLAIMS_SUPPORTED
 from .client_auth import ALGORITHMS as ASSERTION_ALGORITHMS
 from .endpoints import Introspection, Revocation
@@ -44,7 +45,7 @@ def provider_metadata(settings: dict) -> dict:
         "revocation_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "introspection_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "code_challenge_methods_supported": ["S256"],
-        "acr_values_supported": [settings["acr"]["pwd"], settings["acr"]["mfa"]],
+        "acr_values_supported": list(levels_of(settings).values()),  # eidas1: [psc] enabled
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["fr", "en"],
         "claims_locales_supported": ["fr", "en"],

@@ -49,7 +49,11 @@ def _handoff(action: str, args: dict, login_hint: str, acr: AcrDemand):
     if action == "step_up":
         return flow.step_up(sessions.current(), args, fresh_code=acr.fresh_code)
     tx_id = transaction.begin(
-        args, login_hint, require_mfa=acr.needs_mfa, fresh_code=acr.fresh_code
+        args,
+        login_hint,
+        require_mfa=acr.needs_mfa,
+        fresh_code=acr.fresh_code,
+        require_psc=acr.needs_psc,
     )
     return redirect(url_for("auth.login", tx=tx_id))
 
@@ -124,5 +128,14 @@ def logout():
     # Only what the user confirmed, or the session the hint names, ends: a valid hint
     # without a session here leaves the browser's state (a login in progress) alone.
     g.end_browser_session = confirmed or _names_this_session(end_request)
+    sso = sessions.current()
+    psc_token = sso.psc_id_token if sso is not None and g.end_browser_session else None
     response = server.create_endpoint_response("end_session", end_request)
+    if psc_token and current_app.config["IDP"]["psc"]["enabled"]:
+        # A Pro Santé Connect session ends at PSC too, then goes on (idp/psc/views.py).
+        from ..psc.views import logout_at_psc
+
+        onward = logout_at_psc(psc_token, response.location if response is not None else "")
+        if onward is not None:
+            return onward
     return response or render_template("oidc/logged_out.html")

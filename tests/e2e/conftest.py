@@ -176,3 +176,42 @@ def browser(request, chromium, rp_pages):
     yield session
     report = getattr(request.node, "report_call", None)
     session.close(failed_as=request.node.name if report is not None and report.failed else None)
+
+
+# -- Pro Santé Connect -------------------------------------------------------------
+
+PSC_USERS = {"psc-alice": "10000000009", "psc-bruno": "10101010105"}
+
+
+@pytest.fixture(scope="package")
+def psc_node(provider, tmp_path_factory) -> Provider:
+    """A node of its own issuer with ``[psc]`` pointing at the stand-in (one node process
+    per run, tests/e2e/psc.py); users with national identifiers provisioned."""
+    from . import psc
+
+    port = free_port()
+    standin = psc.start(port, tmp_path_factory.mktemp("psc") / "standin.log")
+    try:
+        node = own_issuer(
+            provider.node("psc", port, psc=standin.settings(f"http://127.0.0.1:{port}"))
+        )
+        for username, national_id in PSC_USERS.items():
+            node.cli(
+                "user", "add", username, "--email", f"{username}@exemple.fr",
+                "--national-id", national_id, "--password-stdin",
+                stdin=provider.users["alice"]["password"] + "\n",
+            )  # fmt: skip
+        node.standin = standin
+        with serving(node, workers=1):
+            yield node
+    finally:
+        psc.stop(standin)
+
+
+def own_issuer(node: Provider) -> Provider:
+    """The node as its own issuer (PSC sends the browser back to the issuer's callback)."""
+    import dataclasses
+
+    settings = {**node.settings, "issuer": node.base_url}
+    node.config_path.write_text(to_toml(settings))
+    return dataclasses.replace(node, issuer=node.base_url, settings=settings)

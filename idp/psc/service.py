@@ -1,0 +1,154 @@
+"""A Pro Santé Connect login, as steps of our login transaction (docs/CONVENTIONS.md, 6).
+
+``start`` writes a fresh ``state``, ``nonce`` and PKCE verifier on the pending
+transaction (a compare-and-set on the password step: the login has no user
+yet); ``claim`` takes them back, once, for the callback of this browser;
+``account_for`` finds the one enabled account with PSC's national identifier.
+Nothing here links on e-mail or name (SECURITY.md, "Pro Santé Connect").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from .. import audit
+from ..crypto import random_token, sha256_hex
+from ..models import LoginTransaction, User, db
+from .national_id import from_subject_name_id
+from .upstream import Identity, PscRefused, PscUnavailable, Upstream
+
+__all__ = ["Identity", "NotLinked", "Pending", "PscRefused", "PscUnavailable"]
+
+
+class NotLinked(Exception):
+    """No enabled account holds PSC's national identifier."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A PSC login claimed by its callback: the transaction, and what checks PSC's answer."""
+
+    tx: LoginTransaction
+    nonce: str
+    verifier: str
+
+
+def enabled() -> bool:
+    return bool(current_app.config["IDP"]["psc"]["enabled"])
+
+
+def upstream() -> Upstream:
+    """One per application: it caches PSC's endpoints, keys and reachability."""
+    found = current_app.extensions.get("idp_psc")
+    if found is None:
+        found = current_app.extensions["idp_psc"] = Upstream(current_app.config["IDP"]["psc"])
+    return found
+
+
+def redirect_uri() -> str:
+    return current_app.config["IDP"]["issuer"] + "/login/psc/callback"
+
+
+def post_logout_redirect_uri() -> str:
+    return current_app.config["IDP"]["issuer"] + "/login/psc/logged-out"
+
+
+def start(tx: LoginTransaction) -> str | None:
+    """The URL of PSC's authorization page for this login, or None if the login moved
+    on meanwhile; ``PscUnavailable`` if PSC does not answer (checked first, so that
+    the browser is never sent to a dead host)."""
+    psc = upstream()
+    if not psc.reachable():
+        raise PscUnavailable("PSC does not answer")
+    state, nonce, verifier = random_token(24), random_token(24), random_token(48)
+    url = psc.authorization_url(redirect_uri(), state, nonce, verifier)
+    moved = db.session.execute(
+        update(LoginTransaction)
+        .where(
+            LoginTransaction.id == tx.id,
+            LoginTransaction.step == "password",
+            LoginTransaction.user_id.is_(None),
+        )
+        .values(psc_state_hash=sha256_hex(state), psc_nonce=nonce, psc_verifier=verifier)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    return url if moved.rowcount == 1 else None
+
+
+def claim(state: str, browser_hash: str) -> Pending | None:
+    """The login this ``state`` was issued for, in this browser, taken once: the state,
+    nonce and verifier are cleared by one conditional UPDATE (a replayed callback, or
+    a racing one, finds nothing)."""
+    if not state or len(state) > 200:
+        return None
+    state_hash = sha256_hex(state)
+    tx = db.session.scalars(
+        select(LoginTransaction).where(LoginTransaction.psc_state_hash == state_hash)
+    ).first()
+    if tx is None or tx.browser_hash != browser_hash or tx.user_id is not None:
+        return None
+    nonce, verifier = tx.psc_nonce, tx.psc_verifier
+    taken = db.session.execute(
+        update(LoginTransaction)
+        .where(LoginTransaction.id == tx.id, LoginTransaction.psc_state_hash == state_hash)
+        .values(psc_state_hash=None, psc_nonce=None, psc_verifier=None)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.commit()
+    if taken.rowcount != 1 or not nonce or not verifier:
+        return None
+    return Pending(tx, nonce, verifier)
+
+
+def identify(pending: Pending, code: str) -> Identity:
+    """PSC's answer for this login, checked (``upstream.Upstream.exchange``)."""
+    if not code or len(code) > 2000:
+        raise PscRefused("no code")
+    return upstream().exchange(code, pending.verifier, pending.nonce, redirect_uri())
+
+
+def account_for(identity: Identity) -> User:
+    """The one enabled account whose national identifier is PSC's ``SubjectNameID``;
+    ``NotLinked`` otherwise. PSC's ``sub`` is noted on it (not committed: the sign-in
+    step commits it with the session)."""
+    national_id = from_subject_name_id(identity.subject_name_id)
+    user = None
+    if national_id is not None:
+        user = db.session.scalars(select(User).where(User.national_id == national_id)).first()
+    if user is None or user.disabled:
+        raise NotLinked()
+    if user.psc_sub != identity.sub:
+        user.psc_sub = identity.sub
+    return user
+
+
+def refused(reason: str, **detail) -> None:
+    """A forged, replayed or unacceptable PSC answer: audited, never a full URL or token."""
+    audit.record("psc.refused", reason=reason[:200], **detail)
+
+
+def unlinked(identity: Identity) -> None:
+    audit.record("psc.unlinked", psc_sub=identity.sub[:64])
+
+
+def unlink(user: User) -> bool:
+    """The user removes the link from the console (one step, committed here): the next
+    PSC login finds no account. Compare-and-set on the identifier as read."""
+    if user.national_id is None:
+        return False
+    moved = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.national_id == user.national_id)
+        .values(national_id=None, psc_sub=None)
+        .execution_options(synchronize_session=False)
+    )
+    if moved.rowcount != 1:
+        db.session.rollback()
+        return False
+    audit.record("psc.unlinked_by_user", user_id=user.id, commit=False)
+    db.session.commit()
+    return True
