@@ -1046,7 +1046,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"results: {RESULTS / (stamp + '.json')} ({results['seconds_total']:.0f} s)")
 
 
-NODE_PACKAGE = "oidc-provider@8.8.1"  # certified; only when package.json's (the PSC stand-in's) is absent
+# Certified; installed only when package.json's copy (the PSC stand-in's) is absent.
+NODE_PACKAGE = "oidc-provider@8.8.1"
 NODE_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "idp-bench"
 
 
