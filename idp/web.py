@@ -38,6 +38,7 @@ CSP = (
 _NO_STORE_PREFIXES = (
     "/login",
     "/account",
+    "/admin",
     "/password",
     "/authorize",
     "/token",
@@ -345,6 +346,10 @@ def _explained(code: int | None) -> tuple[str | None, str]:
         400: (
             _("Invalid request"),
             _("The page could not understand this request. Go back and try again."),
+        ),
+        403: (
+            _("Access refused"),
+            _("This page is reserved to the portal's administrators."),
         ),
         404: (
             _("Page not found"),

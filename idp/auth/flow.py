@@ -227,6 +227,17 @@ def complete(
     return _sign_in(user, args, auth_time, amr, remember_browser)
 
 
+def _console_target() -> str:
+    """After a sign-in or step-up without an RP: the operator console page that asked
+    for it (``idp.admin.access``), else the account console."""
+    from flask import session
+
+    path = session.get("console_next")
+    if isinstance(path, str) and path.startswith("/admin/") and "//" not in path:
+        return path
+    return url_for("account.home")
+
+
 def _sign_in(user: User, args: dict | None, auth_time: int, amr: list[str], remember_browser=False):
     """The session starts; other users' remembered factor on this browser ends *before*
     this one is remembered under a fresh browser id (M7); back where the flow began.
@@ -242,7 +253,7 @@ def _sign_in(user: User, args: dict | None, auth_time: int, amr: list[str], reme
     acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
     opened = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr)
     if args is None:
-        response = redirect(url_for("account.home"))
+        response = redirect(_console_target())
     else:
         response = authorize.resume(args, opened.row)
     db.session.commit()

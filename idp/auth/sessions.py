@@ -99,6 +99,8 @@ def start(user: User, *, auth_time: int, acr: str, amr: list[str]) -> Opened:
         user_agent=(request.user_agent.string or "")[:300],
         ip_hint=_ip_hint(request.remote_addr),
     )
+    if "otp" in amr:  # a code typed in this very login (the operator console's freshness)
+        facts["code_at"] = now
     row, queued = None, 0
     if previous is not None and previous.user_id == user.id:
         # Compare-and-set on the cookie it was read with: a session ended meanwhile
