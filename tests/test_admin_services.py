@@ -260,3 +260,15 @@ def test_overview_shows_counts_and_times_never_secrets(ctx, boss):
     assert not view.locked and not view.invited and view.browsers == []
     assert db.session.scalars(select(OutboxMessage)).first() is None
     assert db.session.scalars(select(Token)).first() is None
+
+
+def test_the_cli_uses_the_same_services(idp, smtp, settings):
+    assert idp("user", "invite", "cli.user", "--email", "cli@exemple.fr", "--role", "admin")[0] == 0
+    assert "/password/reset/" in smtp.last_text()
+    code, _, err = idp("user", "disable", "cli.user")
+    assert code != 0 and "last enabled admin" in err
+    assert idp("user", "reset-second-factor", "cli.user")[0] == 0
+    assert idp("user", "invite", "x", "--email", "bad")[0] != 0
+    assert idp("user", "invite", "plain", "--email", "plain@exemple.fr")[0] == 0
+    assert idp("user", "disable", "plain")[0] == 0
+    assert idp("user", "enable", "plain") == (0, "user plain enabled\n", "")
