@@ -8,6 +8,7 @@ Every change is audited with the acting administrator (``actor``; None for the
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from flask import current_app
@@ -68,28 +69,35 @@ def _prefix(column, key: str):
 
 def search_users(query: str, page: int = 1, per_page: int = PER_PAGE) -> SearchPage:
     """Accounts whose identifier, e-mail or name starts with ``query`` (compared by
-    ``identity_key``: case, accents forms, look-alikes), by identifier; an empty query
-    lists every account. Only indexed prefix ranges: fast with a million accounts
+    ``identity_key``: case, accents forms, look-alikes), in the order of the text that
+    matched; an empty query lists every account by identifier.
+
+    Three index-ordered reads (one per column, each a prefix range stopping after the
+    rows this page needs) merged here: the cost follows the page, not the number of
+    matches, so one typed letter stays fast with a million accounts
     (bench/admin_search.py)."""
     page = min(max(page, 1), MAX_PAGE)
     key = identity_key(query)[:254]
-    statement = select(User)
-    if key:
-        statement = statement.where(
-            or_(
-                _prefix(User.username_key, key),
-                _prefix(User.email_key, key),
-                _prefix(User.name_key, key),
-            )
-        )
-    rows = list(
-        db.session.scalars(
-            statement.order_by(User.username_key, User.id)
-            .offset((page - 1) * per_page)
-            .limit(per_page + 1)
-        )
-    )
-    return SearchPage(rows[:per_page], page, len(rows) > per_page and page < MAX_PAGE)
+    wanted = page * per_page + 1
+    columns = [User.username_key, User.email_key, User.name_key] if key else [User.username_key]
+    streams = []
+    for column in columns:
+        statement = select(column, User.id).order_by(column, User.id).limit(wanted)
+        if key:
+            statement = statement.where(_prefix(column, key))
+        streams.append(db.session.execute(statement).all())
+    ids: list[int] = []
+    seen: set[int] = set()
+    for _, user_id in heapq.merge(*streams):
+        if user_id not in seen:
+            seen.add(user_id)
+            ids.append(user_id)
+        if len(ids) == wanted:
+            break
+    shown = ids[(page - 1) * per_page : page * per_page]
+    found = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(shown)))}
+    users = [found[i] for i in shown if i in found]
+    return SearchPage(users, page, len(ids) > page * per_page and page < MAX_PAGE)
 
 
 def find(username: str) -> User | None:
