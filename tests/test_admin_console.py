@@ -212,3 +212,9 @@ def test_unknown_user_or_client_is_404_and_bad_action_400(login, people):
         "/admin/users/alice", data={"csrf_token": csrf_of(page.text), "action": "x"}
     )
     assert bad.status_code == 400
+
+
+def test_a_non_admin_who_tried_the_console_lands_on_their_account(login, people):
+    assert login.client.get("/admin/users").status_code == 403
+    response = _sign_in(login, people, "alice")
+    assert response.location.endswith("/account/")

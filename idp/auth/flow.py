@@ -227,14 +227,15 @@ def complete(
     return _sign_in(user, args, auth_time, amr, remember_browser)
 
 
-def _console_target() -> str:
+def _console_target(user: User) -> str:
     """After a sign-in or step-up without an RP: the operator console page that asked
-    for it (``idp.admin.access``), else the account console."""
+    for it (``idp.admin.access``) for an administrator, else the account console."""
     from flask import session
 
     path = session.get("console_next")
-    if isinstance(path, str) and path.startswith("/admin/") and "//" not in path:
-        return path
+    if "admin" in user.roles and isinstance(path, str) and path.startswith("/admin/"):
+        if "//" not in path and "\\" not in path:
+            return path
     return url_for("account.home")
 
 
@@ -253,7 +254,7 @@ def _sign_in(user: User, args: dict | None, auth_time: int, amr: list[str], reme
     acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
     opened = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr)
     if args is None:
-        response = redirect(_console_target())
+        response = redirect(_console_target(user))
     else:
         response = authorize.resume(args, opened.row)
     db.session.commit()
