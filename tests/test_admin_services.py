@@ -272,3 +272,27 @@ def test_the_cli_uses_the_same_services(idp, smtp, settings):
     assert idp("user", "invite", "plain", "--email", "plain@exemple.fr")[0] == 0
     assert idp("user", "disable", "plain")[0] == 0
     assert idp("user", "enable", "plain") == (0, "user plain enabled\n", "")
+
+
+def test_the_migration_gives_existing_names_their_search_key(migrating_app):
+    from flask_migrate import upgrade
+    from sqlalchemy import text
+
+    app, directory = migrating_app
+    with app.app_context():
+        upgrade(directory=directory, revision="0009")
+        db.session.execute(
+            text(
+                "INSERT INTO users (id, subject, username, email, name, given_name, family_name,"
+                " profession, roles, locale, password_hash, password_changed_at, disabled,"
+                " created_at, updated_at, credential_id, email_verified) VALUES (1, 's', 'u',"
+                " 'u@x.fr', ' Élise DURAND', '', '', '', '[]', 'fr', '', 0, false, 0, 0, 'c',"
+                " false)"
+            )
+        )
+        db.session.commit()
+        upgrade(directory=directory)
+        assert db.session.get(User, 1).name_key == "élise durand"
+        assert [u.username for u in accounts.search_users("élise d").users] == ["u"]
+        db.session.remove()
+        db.engine.dispose()
