@@ -102,7 +102,8 @@ def test_search_by_prefix_of_identifier_email_or_name_pages(ctx):
     third = accounts.search_users("user", page=3, per_page=3)
     assert first.has_next and [u.username for u in third.users] == ["user6"]
     assert not third.has_next
-    assert accounts.search_users("50%_").users == []  # LIKE wildcards are literal
+    assert accounts.search_users("50%_").users == []  # no LIKE wildcards
+    assert accounts.search_users("\U0010ffff").users == []  # the last code point: no 500
 
 
 def test_disable_ends_everything_and_is_audited_with_the_actor(ctx, boss):

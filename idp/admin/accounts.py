@@ -61,10 +61,14 @@ class SearchPage:
 
 
 def _prefix(column, key: str):
-    """``column`` starts with ``key``: a range on the column's own b-tree index (SQLite
-    and PostgreSQL alike, whatever the collation), then the exact LIKE on that range."""
-    upper = key[:-1] + chr(ord(key[-1]) + 1)
-    return and_(column >= key, column < upper, column.startswith(key, autoescape=True))
+    """``column`` starts with ``key``, as a range on the column's own b-tree index:
+    exact under a code-point order (SQLite's BINARY, PostgreSQL's C or C.UTF-8
+    collation; docs/OPERATING.md). No LIKE beside it: PostgreSQL then misjudges how many
+    rows match and sorts all of them instead of reading the index in order."""
+    last = ord(key[-1])
+    if last >= 0x10FFFF:  # no code point above it: everything from ``key`` on
+        return column >= key
+    return and_(column >= key, column < key[:-1] + chr(last + 1))
 
 
 def search_users(query: str, page: int = 1, per_page: int = PER_PAGE) -> SearchPage:
