@@ -2,7 +2,8 @@
 
 Adds ``audit_events.actor_id`` (the administrator who acted from the operator
 console), ``users.name_key`` (``identity_key(name)``, indexed: the console's
-search by the start of a name) and ``sso_sessions.code_at`` (when a code was
+search by the start of a name; on PostgreSQL the identity keys move to the "C"
+collation, where prefix ranges are exact) and ``sso_sessions.code_at`` (when a code was
 last typed in the session: the console asks a fresh one past
 ``[admin] max_session_minutes``). Existing names get their key here.
 
@@ -30,6 +31,10 @@ def _key(value):
     )[:600]
 
 
+def _key_type(length):
+    return sa.String(length).with_variant(sa.String(length, collation='C'), 'postgresql')
+
+
 def upgrade():
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('actor_id', sa.Integer(), nullable=True))
@@ -38,11 +43,17 @@ def upgrade():
         batch_op.add_column(sa.Column('code_at', sa.BigInteger(), nullable=True))
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column('name_key', sa.String(length=600), nullable=False, server_default='')
+            sa.Column('name_key', _key_type(600), nullable=False, server_default='')
         )
         batch_op.create_index(batch_op.f('ix_users_name_key'), ['name_key'], unique=False)
 
     connection = op.get_bind()
+    if connection.dialect.name == 'postgresql':
+        for column, length in (('username_key', 600), ('email_key', 1000)):
+            op.alter_column(
+                'users', column, type_=_key_type(length), existing_type=sa.String(length),
+                existing_nullable=True,
+            )
     users = sa.table(
         'users', sa.column('id', sa.Integer), sa.column('name', sa.String),
         sa.column('name_key', sa.String),
@@ -55,6 +66,12 @@ def upgrade():
 
 
 def downgrade():
+    if op.get_bind().dialect.name == 'postgresql':
+        for column, length in (('username_key', 600), ('email_key', 1000)):
+            op.alter_column(
+                'users', column, type_=sa.String(length, collation='default'),
+                existing_type=_key_type(length), existing_nullable=True,
+            )
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_name_key'))
         batch_op.drop_column('name_key')
