@@ -29,11 +29,11 @@ def console(provider):
     return provider
 
 
-def _sign_in(session: BrowserSession, provider, mailbox) -> None:
+def _sign_in(session: BrowserSession, provider, mailbox, audit: Audit) -> None:
     page = session.page
     page.goto(provider.url("/admin/users"))  # 403: the console is remembered for afterwards
     assert "Accès refusé" in page.content()
-    session.screenshot("admin-forbidden.png")
+    audit.check("admin-forbidden")
     page.goto(provider.url("/login"))
     page.locator("input[name=username]").fill("root.browser")
     page.locator("input[name=password]").fill(PASSWORD)
@@ -62,7 +62,7 @@ def test_the_console_in_french_with_axe_and_the_keyboard(
 def _walk(session, provider, mailbox, axe):
     page = session.page
     audit = Audit(session, axe, "fr", "desktop")
-    _sign_in(session, provider, mailbox)
+    _sign_in(session, provider, mailbox, audit)
     pages = {
         "users": "/admin/users?q=dr.",
         "user": "/admin/users/dr.helpdesk",
@@ -73,6 +73,10 @@ def _walk(session, provider, mailbox, axe):
     for name, path in pages.items():
         page.goto(provider.url(path))
         audit.check(f"admin-{name}")
+    page.goto(provider.url(pages["client"]))
+    with page.expect_navigation():
+        page.get_by_role("button", name="Renouveler le secret").click()
+    audit.check("admin-client-confirm")  # not confirmed: the e2e RP keeps its secret
     page.goto(provider.url("/admin/users"))
     with page.expect_navigation():
         page.get_by_role("button", name="Créer et envoyer l’invitation").click()
