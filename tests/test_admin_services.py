@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from idp import clock, throttle
-from idp.admin import accounts, audit_log
+from idp.admin import accounts, audit_log, overview
 from idp.auth.password import account_prefix
 from idp.clients import ClientError, find_client, remove_client, rotate_secret, update_uris
 from idp.models import (
@@ -138,9 +138,9 @@ def test_enable_and_unlock_clear_state_with_the_actor(ctx, boss):
     assert not alice.disabled and _events("account.enabled")[0].actor_id == boss.id
     for key in (f"{account_prefix(alice.id)}:x", f"otp-fail:{alice.id}"):
         throttle.register_failure(key, 1, 3600)
-    assert accounts.overview(alice).locked
+    assert overview.overview(alice).locked
     assert accounts.unlock(alice, actor=boss) == 2
-    assert not accounts.overview(alice).locked
+    assert not overview.overview(alice).locked
     assert _events("account.unlocked")[0].actor_id == boss.id
 
 
@@ -257,7 +257,7 @@ def test_csv_cells_cannot_become_formulas(ctx):
 
 def test_overview_shows_counts_and_times_never_secrets(ctx, boss):
     alice = make_user("alice")
-    view = accounts.overview(alice)
+    view = overview.overview(alice)
     assert not view.locked and not view.invited and view.browsers == []
     assert db.session.scalars(select(OutboxMessage)).first() is None
     assert db.session.scalars(select(Token)).first() is None

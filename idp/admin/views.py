@@ -23,7 +23,7 @@ from flask_babel import gettext as _
 
 from .. import clients as client_service
 from ..account import profile
-from . import access, accounts, audit_log
+from . import access, accounts, audit_log, overview
 from .forms import ClientUrisForm, NewUserForm, RecordForm, RolesForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -125,7 +125,7 @@ def _user_page(user, *, record=None, roles=None, status=200):
         record=record,
         roles=roles,
         devices=profile.devices(user, None),
-        overview=accounts.overview(user),
+        overview=overview.overview(user),
         is_self=user.id == access.admin().id,
     ), status
 
