@@ -59,6 +59,7 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
 
     from .account.views import bp as account_bp
     from .account.views import recovery_bp
+    from .admin.views import bp as admin_bp
     from .auth.views import bp as auth_bp
     from .oidc.views import bp as oidc_bp
     from .psc.views import bp as psc_bp
@@ -68,6 +69,7 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
     app.register_blueprint(account_bp)
     app.register_blueprint(recovery_bp)
     app.register_blueprint(psc_bp)
+    app.register_blueprint(admin_bp)
     return app
 
 

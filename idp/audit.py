@@ -28,15 +28,19 @@ def record(
     *,
     user_id: int | None = None,
     client_id: str | None = None,
+    actor_id: int | None = None,
     commit: bool = True,
     level: int = logging.INFO,
     **detail: str | int | bool | None,
 ) -> None:
-    """Store one event and log it (at ``level``); commits unless the caller's transaction will."""
+    """Store one event and log it (at ``level``); commits unless the caller's transaction will.
+
+    ``actor_id``: the administrator who acted for ``user_id`` (the operator console)."""
     entry = AuditEvent(
         event=event,
         user_id=user_id,
         client_id=client_id,
+        actor_id=actor_id,
         request_id=request_id(),
         ip_hash=client_ip_hash(),
         detail={k: v for k, v in detail.items() if v is not None},
@@ -44,4 +48,7 @@ def record(
     db.session.add(entry)
     if commit:
         db.session.commit()
-    log.log(level, "%s user=%s client=%s %s", event, user_id, client_id, entry.detail or "")
+    actor = f" actor={actor_id}" if actor_id is not None else ""
+    log.log(
+        level, "%s user=%s client=%s%s %s", event, user_id, client_id, actor, entry.detail or ""
+    )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from flask import current_app
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import delete, select
 
+from . import audit
 from .crypto import random_token
 from .models import AuthorizationCode, Client, Token, db
 from .models.clients import hash_client_secret
+from .oidc.acr import levels_of
 
 SCOPES = "openid profile email phone offline_access"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
@@ -104,6 +107,25 @@ def sector_identifier(redirect_uris: list[str]) -> str:
     return hosts.pop()
 
 
+def check_uris(
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str],
+    backchannel_logout_uri: str | None,
+    backchannel_logout_session_required: bool = False,
+) -> None:
+    """The URI rules of a registration, and of an operator's later edit."""
+    if not redirect_uris:
+        raise ClientError("at least one --redirect-uri is required")
+    for uri in redirect_uris:
+        check_uri(uri, "redirect URI", native=True)
+    for uri in post_logout_redirect_uris:
+        check_uri(uri, "post-logout redirect URI", native=True)
+    if backchannel_logout_uri:
+        check_uri(backchannel_logout_uri, "back-channel logout URI")
+    elif backchannel_logout_session_required:
+        raise ClientError("--backchannel-logout-session-required needs --backchannel-logout-uri")
+
+
 def register_client(
     client_id: str,
     redirect_uris: list[str],
@@ -129,16 +151,14 @@ def register_client(
     """
     if not client_id or len(client_id) > 100 or not client_id.isprintable() or " " in client_id:
         raise ClientError("client id must be 1 to 100 printable characters, without spaces")
-    if not redirect_uris:
-        raise ClientError("at least one --redirect-uri is required")
-    for uri in redirect_uris:
-        check_uri(uri, "redirect URI", native=True)
-    for uri in post_logout_redirect_uris or []:
-        check_uri(uri, "post-logout redirect URI", native=True)
-    if backchannel_logout_uri:
-        check_uri(backchannel_logout_uri, "back-channel logout URI")
-    elif backchannel_logout_session_required:
-        raise ClientError("--backchannel-logout-session-required needs --backchannel-logout-uri")
+    check_uris(
+        redirect_uris,
+        post_logout_redirect_uris or [],
+        backchannel_logout_uri,
+        backchannel_logout_session_required,
+    )
+    if acr and acr not in levels_of(current_app.config["IDP"]).values():
+        raise ClientError(f"unknown acr value {acr!r}")
     if auth_method not in AUTH_METHODS:
         raise ClientError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
     if subject_type not in SUBJECT_TYPES:
@@ -198,7 +218,7 @@ def list_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.client_id)))
 
 
-def remove_client(client_id: str) -> None:
+def remove_client(client_id: str, *, actor_id: int | None = None) -> None:
     """Delete a client with its codes and tokens (they must stop working at once)."""
     client = find_client(client_id)
     if client is None:
@@ -206,4 +226,55 @@ def remove_client(client_id: str) -> None:
     db.session.execute(delete(Token).where(Token.client_id == client_id))
     db.session.execute(delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id))
     db.session.delete(client)
+    audit.record("client.removed", client_id=client_id, actor_id=actor_id, commit=False)
     db.session.commit()
+
+
+def update_uris(
+    client_id: str,
+    redirect_uris: list[str],
+    post_logout_redirect_uris: list[str],
+    backchannel_logout_uri: str | None,
+    *,
+    actor_id: int | None = None,
+) -> Client:
+    """Replace a client's URIs under the rules of ``register_client``; a pairwise
+    client's redirect URIs keep their host (its users' ``sub`` depend on it)."""
+    client = find_client(client_id)
+    if client is None:
+        raise ClientError(f"no client {client_id!r}")
+    metadata = dict(client.client_metadata)
+    session_required = bool(metadata.get("backchannel_logout_session_required"))
+    check_uris(redirect_uris, post_logout_redirect_uris, backchannel_logout_uri)
+    if metadata.get("subject_type") == "pairwise":
+        if sector_identifier(redirect_uris) != metadata.get("sector_identifier"):
+            raise ClientError(
+                "a pairwise client's redirect URIs must keep the host "
+                f"{metadata.get('sector_identifier')} (its users' identifiers depend on it)"
+            )
+    metadata["redirect_uris"] = list(redirect_uris)
+    metadata["post_logout_redirect_uris"] = list(post_logout_redirect_uris)
+    metadata.pop("backchannel_logout_uri", None)
+    metadata.pop("backchannel_logout_session_required", None)
+    if backchannel_logout_uri:
+        metadata["backchannel_logout_uri"] = backchannel_logout_uri
+        metadata["backchannel_logout_session_required"] = session_required
+    client.client_metadata = metadata  # a new dict: the JSON column sees the change
+    audit.record("client.updated", client_id=client_id, actor_id=actor_id, commit=False)
+    db.session.commit()
+    return client
+
+
+def rotate_secret(client_id: str, *, actor_id: int | None = None) -> str:
+    """A new secret, returned once (only its hash is kept); the old one stops at once.
+    Only for clients that authenticate with a secret."""
+    client = find_client(client_id)
+    if client is None:
+        raise ClientError(f"no client {client_id!r}")
+    if not client.client_secret_hash:
+        raise ClientError(f"client {client_id!r} has no secret (public or private_key_jwt)")
+    secret = random_token(32)
+    client.client_secret_hash = hash_client_secret(secret)
+    audit.record("client.secret_rotated", client_id=client_id, actor_id=actor_id, commit=False)
+    db.session.commit()
+    return secret

@@ -158,11 +158,13 @@ def reset(key: str) -> None:
     db.session.execute(update(Throttle).where(Throttle.key == key).values(count=0, blocked_until=0))
 
 
-def clear(*keys: str, prefix: str = "") -> int:
-    """Delete the counters ``keys`` and every one starting with ``prefix`` (operator unlock)."""
+def clear(*keys: str, prefix: str = "", commit: bool = True) -> int:
+    """Delete the counters ``keys`` and every one starting with ``prefix`` (operator unlock);
+    ``commit=False`` leaves the commit to the caller's step."""
     condition = Throttle.key.in_(keys)
     if prefix:
         condition = or_(condition, Throttle.key.startswith(prefix, autoescape=True))
     removed = db.session.execute(delete(Throttle).where(condition)).rowcount
-    db.session.commit()
+    if commit:
+        db.session.commit()
     return removed

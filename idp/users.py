@@ -151,7 +151,7 @@ def find_by_username(username: str) -> User | None:
 def create_user(
     username: str,
     email: str,
-    password: str,
+    password: str | None,
     *,
     name: str = "",
     profession: str = "",
@@ -159,6 +159,35 @@ def create_user(
     backup_phone: str | None = None,
     national_id: str | None = None,
 ) -> User:
+    """Create and commit an account (``idp user add``); see ``add_user``."""
+    user = add_user(
+        username,
+        email,
+        password,
+        name=name,
+        profession=profession,
+        roles=roles,
+        backup_phone=backup_phone,
+        national_id=national_id,
+    )
+    commit_new_user()
+    return user
+
+
+def add_user(
+    username: str,
+    email: str,
+    password: str | None,
+    *,
+    name: str = "",
+    profession: str = "",
+    roles: list[str] | None = None,
+    backup_phone: str | None = None,
+    national_id: str | None = None,
+) -> User:
+    """Check and add an account to the caller's transaction (not committed: an
+    invitation commits it with its link). ``password`` None: no password yet, nothing
+    signs in until the invitation's link sets one (docs/OPERATING.md)."""
     username = unicodedata.normalize("NFC", username.strip())
     national_id = _checked_national_id(national_id)
     if not username or invisible_characters(username) or "@" in identity_key(username):
@@ -171,42 +200,55 @@ def create_user(
     username_key, email_key = identity_key(username), identity_key(email)
     if len(username_key) > 600 or len(email_key) > 1000:  # NFKC may expand up to 18 times
         raise UserError("the identifier or the e-mail address is too long once normalised")
-    clash = db.session.scalars(
-        select(User).where(
-            or_(
-                User.username_key.in_([username_key, email_key]),
-                User.email_key.in_([username_key, email_key]),
-            )
-        )
-    ).first()
-    if clash:
+    if email_taken(username_key, email_key):
         raise UserError(
             "an account with this identifier or e-mail already exists"
             " (compared without case, accents forms or look-alike characters)"
         )
-    given, _, family = name.partition(" ")
     user = User(
         username=username,
         username_key=username_key,
         email=email,
         email_key=email_key,
-        name=name,
-        given_name=given,
-        family_name=family,
         profession=profession,
         roles=sorted(set(roles or [])),
         backup_phone=backup_phone,
         national_id=national_id,
-        password_hash=hash_password(password),
+        password_hash=hash_password(password) if password is not None else "",
         password_changed_at=clock.now(),
     )
+    set_name(user, name)
     db.session.add(user)
+    return user
+
+
+def commit_new_user() -> None:
+    """Commit a step that added an account; a look-alike created at the same moment
+    (the unique keys) is a ``UserError``, not a 500."""
     try:
         db.session.commit()
-    except IntegrityError:  # a look-alike created at the same moment
+    except IntegrityError:
         db.session.rollback()
         raise UserError("an account with this identifier or e-mail already exists") from None
-    return user
+
+
+def email_taken(*keys: str, other_than: int | None = None) -> bool:
+    """Whether an account (but ``other_than``) has one of these identity keys as its
+    identifier or e-mail: both share one name space (``find_by_identifier``)."""
+    statement = select(User.id).where(or_(User.username_key.in_(keys), User.email_key.in_(keys)))
+    if other_than is not None:
+        statement = statement.where(User.id != other_than)
+    return db.session.scalars(statement).first() is not None
+
+
+def set_name(user: User, name: str) -> None:
+    """The full name, its given and family parts, and its search key."""
+    name = name.strip()
+    if len(name) > 200 or invisible_characters(name.replace(" ", "")):
+        raise UserError("the name has at most 200 characters, without control characters")
+    given, _, family = name.partition(" ")
+    user.name, user.given_name, user.family_name = name, given[:100], family[:100]
+    user.name_key = identity_key(name)[:600]
 
 
 def _checked_national_id(value: str | None) -> str | None:

@@ -45,6 +45,7 @@ SECURITY_HEADERS = {
 _NO_STORE_PREFIXES = (
     "/login",
     "/account",
+    "/admin",
     "/password",
     "/authorize",
     "/token",
@@ -350,6 +351,10 @@ def _explained(code: int | None) -> tuple[str | None, str]:
         400: (
             _("Invalid request"),
             _("The page could not understand this request. Go back and try again."),
+        ),
+        403: (
+            _("Access refused"),
+            _("This page is reserved to the portal's administrators."),
         ),
         404: (
             _("Page not found"),

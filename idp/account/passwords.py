@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from flask import current_app
 from flask_babel import gettext as _
+from sqlalchemy import String, cast, select
 
 from .. import audit, throttle
 from ..auth import otp, remember, sessions
@@ -65,13 +66,49 @@ def sign_out_everywhere(user: User, reason: str) -> int:
     return ended
 
 
-def disable_account(user: User) -> int:
+class AccountActionRefused(Exception):
+    """An operator's action that would lock the portal out of its own administration:
+    ``reason`` is ``self`` (disabling oneself) or ``last_admin`` (the last enabled admin)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+ADMIN_ROLE = "admin"
+
+
+def is_admin_row():
+    """SQL: the account holds the ``admin`` role (``roles`` is a JSON list of strings)."""
+    return cast(User.roles, String).like('%"' + ADMIN_ROLE + '"%')
+
+
+def enabled_admin_ids(*, lock: bool = False) -> list[int]:
+    """The enabled accounts holding ``admin``; ``lock`` takes their rows (PostgreSQL
+    ``FOR UPDATE``, in id order): two operators disabling each other at once are
+    serialised, and the second sees the first's result (SQLite has one writer)."""
+    statement = select(User.id).where(User.disabled.is_(False), is_admin_row()).order_by(User.id)
+    if lock:
+        statement = statement.with_for_update()
+    return list(db.session.scalars(statement))
+
+
+def disable_account(user: User, *, actor: User | None = None) -> int:
     """Disable an account and end everything it holds: sessions (their RPs are told),
     tokens, remembered browsers, logins in progress. One transaction; returns how
-    many sessions ended. The one service behind ``idp user disable`` and any
-    operator page."""
+    many sessions ended. The one service behind ``idp user disable`` and the operator
+    console's ``disable``. Never oneself, never the last enabled admin
+    (``AccountActionRefused``): the portal keeps someone who can undo it."""
+    if actor is not None and actor.id == user.id:
+        raise AccountActionRefused("self")
+    if ADMIN_ROLE in user.roles and enabled_admin_ids(lock=True) == [user.id]:
+        db.session.rollback()
+        raise AccountActionRefused("last_admin")
     user.disabled = True
     ended = sign_out_everywhere(user, "account_disabled")
+    audit.record(
+        "account.disabled", user_id=user.id, actor_id=actor.id if actor else None, commit=False
+    )
     db.session.commit()
     outbox.send_soon()  # the Logout Tokens, after the commit
     return ended
@@ -108,14 +145,31 @@ def operator_set_password(
     return OperatorChange(ended, notify_change(user))
 
 
-def unlock_account(user: User) -> int:
+def unlock_account(user: User, *, actor: User | None = None) -> int:
     """Clear every attempt counter of the account at once: passwords from every address,
     codes, reset e-mails (``idp user unlock``, the operator console's ``unlock``)."""
     removed = throttle.clear(
-        *otp.user_keys(user.id), f"reset-user:{user.id}", prefix=account_prefix(user.id) + ":"
+        *account_counter_keys(user), prefix=account_counter_prefix(user), commit=False
     )
-    audit.record("account.unlocked", user_id=user.id, counters=removed)
+    audit.record(
+        "account.unlocked",
+        user_id=user.id,
+        actor_id=actor.id if actor else None,
+        commit=False,
+        counters=removed,
+    )
+    db.session.commit()
     return removed
+
+
+def account_counter_keys(user: User) -> tuple[str, ...]:
+    """The account's own attempt counters (codes, reset e-mails) besides the password ones."""
+    return (*otp.user_keys(user.id), f"reset-user:{user.id}")
+
+
+def account_counter_prefix(user: User) -> str:
+    """Every password counter of the account (per address and overall) starts with this."""
+    return account_prefix(user.id) + ":"
 
 
 def change_password(

@@ -75,7 +75,14 @@ def send_reset_for(identifier: str) -> None:
 
 def issue_token(user: User) -> str:
     """A new link; every older one of this user dies (R4: "voided by a newer request")."""
-    hours = current_app.config["IDP"]["password"]["reset_link_hours"]
+    token = new_token(user, current_app.config["IDP"]["password"]["reset_link_hours"])
+    db.session.commit()
+    return token
+
+
+def new_token(user: User, hours: int) -> str:
+    """``issue_token`` inside the caller's step (not committed), valid ``hours``: an
+    operator's invitation lives ``[password] invite_link_hours``."""
     db.session.execute(delete(PasswordResetToken).where(PasswordResetToken.user_id == user.id))
     token = random_token(32)
     db.session.add(
@@ -86,7 +93,6 @@ def issue_token(user: User) -> str:
             expires_at=clock.now() + hours * 3600,
         )
     )
-    db.session.commit()
     return token
 
 

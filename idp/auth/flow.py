@@ -227,6 +227,18 @@ def complete(
     return _sign_in(user, args, auth_time, amr, remember_browser)
 
 
+def _console_target(user: User) -> str:
+    """After a sign-in or step-up without an RP: the operator console page that asked
+    for it (``idp.admin.access``) for an administrator, else the account console."""
+    from flask import session
+
+    path = session.get("console_next")
+    if "admin" in user.roles and isinstance(path, str) and path.startswith("/admin/"):
+        if "//" not in path and "\\" not in path:
+            return path
+    return url_for("account.home")
+
+
 def after_psc(tx: LoginTransaction, tx_id: str, user: User, identity):
     """Pro Santé Connect vouched for ``user`` (``idp.psc.service``): close the login
     (compare-and-set) and sign in at PSC's level, with PSC's ``amr`` and ``auth_time``;
@@ -271,7 +283,7 @@ def _sign_in(
         acr = _levels()["mfa"] if "mfa" in amr else _levels()["pwd"]
     opened = sessions.start(user, auth_time=auth_time, acr=acr, amr=amr, psc_id_token=psc_id_token)
     if args is None:
-        response = redirect(url_for("account.home"))
+        response = redirect(_console_target(user))
     else:
         response = authorize.resume(args, opened.row)
     db.session.commit()

@@ -102,6 +102,8 @@ def start(
         ip_hint=_ip_hint(request.remote_addr),
         psc_id_token=psc_id_token,  # a Pro Santé Connect session: its logout ends PSC's too
     )
+    if "otp" in amr:  # a code typed in this very login (the operator console's freshness)
+        facts["code_at"] = now
     row, queued = None, 0
     if previous is not None and previous.user_id == user.id:
         # Compare-and-set on the cookie it was read with: a session ended meanwhile

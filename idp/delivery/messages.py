@@ -38,11 +38,11 @@ def send_otp(user: User, channel: str, code: str) -> None:
         )
 
 
-def _mail(user: User, subject, template: str, **context) -> None:
+def _mail(user: User, subject, template: str, *, to: str | None = None, **context) -> None:
     with force_locale(_locale(user)):
         context["user"] = user
         send_mail(
-            user.email,
+            to or user.email,
             str(subject),
             render_template(f"mail/{template}.txt", **context),
             render_template(f"mail/{template}.html", **context),
@@ -91,4 +91,30 @@ def send_phone_changed(user: User, shown_phone: str | None = None) -> None:
         "phone_changed",
         code=None,
         phone=shown_phone,
+    )
+
+
+def send_invitation(user: User, url: str) -> None:
+    """A professional created by an operator: the identifier and a link to choose a
+    first password (the reset page), valid ``[password] invite_link_hours``."""
+    hours = current_app.config["IDP"]["password"]["invite_link_hours"]
+    _mail(user, _l("Your health portal account is ready"), "invite", url=url, hours=hours)
+
+
+def send_email_changed(user: User, old: str) -> None:
+    """Notice to the *old* address after an operator changed it: "if this was not
+    expected…" (the new address's owner may not be the account's)."""
+    _mail(
+        user,
+        _l("The e-mail address of your health portal account was changed"),
+        "email_changed",
+        to=old,
+        new=user.email,
+    )
+
+
+def send_second_factor_reset(user: User) -> None:
+    """Notice after an operator removed the backup phone and every remembered browser."""
+    _mail(
+        user, _l("The second factor of your health portal account was reset"), "second_factor_reset"
     )

@@ -16,6 +16,9 @@ class AuditEvent(db.Model):
     at: Mapped[int] = mapped_column(BigInteger, default=clock.now, index=True)
     event: Mapped[str] = mapped_column(String(50), index=True)
     user_id: Mapped[int | None] = mapped_column(index=True, default=None)
+    # The administrator who acted (operator console); None for the user's own steps and
+    # for the ``idp`` command, whose operator is the shell's user (docs/OPERATING.md).
+    actor_id: Mapped[int | None] = mapped_column(index=True, default=None)
     client_id: Mapped[str | None] = mapped_column(String(100), default=None)
     request_id: Mapped[str | None] = mapped_column(String(64), default=None)
     ip_hash: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -31,6 +31,9 @@ class SsoSession(db.Model):
     acr: Mapped[str] = mapped_column(String(100))
     amr: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
+    # When a code was last typed in this session (not a remembered browser): the
+    # operator console asks a fresh one past ``[admin] max_session_minutes``.
+    code_at: Mapped[int | None] = mapped_column(BigInteger, default=None)
     last_seen_at: Mapped[int] = mapped_column(BigInteger, default=clock.now)
     expires_at: Mapped[int] = mapped_column(BigInteger)
     user_agent: Mapped[str] = mapped_column(String(300), default="")

@@ -11,6 +11,13 @@ from .. import clock
 from . import db
 
 
+def key_type(length: int):
+    """A comparison key's type: on PostgreSQL in the code-point ("C") collation, so that
+    the operator console's prefix ranges are exact whatever the database's collation
+    (``idp.admin.accounts.search_users``); SQLite compares bytes already."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
 def new_credential_id() -> str:
     return secrets.token_hex(16)
 
@@ -33,9 +40,12 @@ class User(db.Model):
     email_verified: Mapped[bool] = mapped_column(default=False)
     # Comparison keys (NFKC + case folding, ``idp.users.identity_key``): look-alike
     # names cannot coexist. Null only where the 0003 migration found a collision.
-    username_key: Mapped[str | None] = mapped_column(String(600), unique=True, default=None)
-    email_key: Mapped[str | None] = mapped_column(String(1000), unique=True, default=None)
+    username_key: Mapped[str | None] = mapped_column(key_type(600), unique=True, default=None)
+    email_key: Mapped[str | None] = mapped_column(key_type(1000), unique=True, default=None)
     name: Mapped[str] = mapped_column(String(200), default="")
+    # ``identity_key(name)``: the operator console's search by the start of the name
+    # uses this index (prefix ranges stay fast with a million accounts).
+    name_key: Mapped[str] = mapped_column(key_type(600), default="", index=True)
     given_name: Mapped[str] = mapped_column(String(100), default="")
     family_name: Mapped[str] = mapped_column(String(100), default="")
     profession: Mapped[str] = mapped_column(String(100), default="")

@@ -1,6 +1,6 @@
 """psc: Pro Santé Connect sign-in (national identifier, PSC logins and sessions)
 
-Revision ID: 0010_psc
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-05 10:00:00
 
@@ -9,7 +9,7 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0010_psc'
+revision = '0010'
 down_revision = '0009'
 branch_labels = None
 depends_on = None
