@@ -93,6 +93,16 @@ def callback():
             400,
         )
     session.pop(LOGIN_KEY, None)
+    try:  # RFC 9207, before anything else of the answer is believed (an error too)
+        service.upstream().check_response_issuer(request.args.get("iss"))
+    except PscRefused as refusal:
+        service.refused(refusal.reason)
+        return problem(
+            _("Sign-in refused"),
+            _("This Pro Santé Connect answer is not for a sign-in started in this browser."),
+            tx_id,
+            400,
+        )
     if request.args.get("error"):
         service.refused("psc_error", error=request.args.get("error", "")[:64])
         return problem(
