@@ -131,6 +131,12 @@ def refused(reason: str, **detail) -> None:
     audit.record("psc.refused", reason=reason[:200], **detail)
 
 
+def password_refused(client_id: str | None) -> None:
+    """A password posted to a login whose RP demands PSC's level: never checked (it could
+    not sign in there), but audited, so that an operator sees who still tries."""
+    audit.record("psc.password_refused", client_id=str(client_id or "")[:100] or None)
+
+
 def unlinked(identity: Identity) -> None:
     audit.record("psc.unlinked", psc_sub=identity.sub[:64])
 
