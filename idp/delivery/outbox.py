@@ -27,7 +27,12 @@ from . import DeliveryError, messages
 
 log = logging.getLogger("idp.delivery")
 
-NOTICES = ("password_changed", "phone_changed")  # messages.send_<kind>(user, **payload)
+NOTICES = (
+    "password_changed",
+    "phone_changed",
+    "psc_linked",
+    "psc_unlinked",
+)  # messages.send_<kind>(user, **payload)
 RETRY_DELAYS = (60, 300, 900, 3600)  # then hourly
 MAX_ATTEMPTS = 50  # about two days
 CLAIM_SECONDS = 120  # longer than any hand-over (mail time-out)
