@@ -229,6 +229,31 @@ def user_reset_second_factor(ctx, username):
     click.echo(f"second factor of {username} reset")
 
 
+@user.command("set-national-id")
+@click.argument("username")
+@click.argument("national_id", required=False)
+@click.option("--clear", is_flag=True, help="Remove the national identifier (and the PSC link).")
+@click.pass_context
+def user_set_national_id(ctx, username, national_id, clear):
+    """Record the RPPS or ADELI number that links a Pro Santé Connect identity to the
+    account (checked, unique); the user is notified by e-mail."""
+    from .account.identity import set_national_id
+    from .users import UserError
+
+    if clear == bool(national_id):
+        _fail("give either a national identifier or --clear")
+    with _app(ctx).app_context():
+        account = _account(username)
+        try:
+            stored = set_national_id(account, None if clear else national_id)
+        except UserError as exc:
+            _fail(str(exc))
+    if stored:
+        click.echo(f"national identifier of {username} set to {stored}")
+    else:
+        click.echo(f"national identifier of {username} cleared")
+
+
 @cli.group()
 def client() -> None:
     """Manage relying parties."""

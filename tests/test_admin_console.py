@@ -234,3 +234,38 @@ def test_a_recent_pro_sante_connect_session_opens_the_console_without_a_code(app
         psc.auth_time = now - limit - 1
         assert not code_is_fresh(psc)
         assert not code_is_fresh(SsoSession(acr="eidas1", auth_time=now - 60))
+
+
+def test_the_national_identifier_is_edited_checked_audited_and_announced(login, people, app):
+    """Pro Santé Connect's link: a bad number or one another account holds is refused on
+    the page; a good one is stored with the acting admin in the audit and the user told."""
+    _sign_in(login, people)
+    url = "/admin/users/alice"
+    refused = _post(login.client, url, action="national_id", national_id="10000000008")
+    assert refused.status_code == 400 and "RPPS" in refused.text
+    assert 'aria-invalid="true"' in refused.text
+    sent = len(people.messages)
+    saved = _post(login.client, url, action="national_id", national_id=" 10101010105 ")
+    assert saved.status_code == 303
+    page = login.client.get(url)
+    assert "10101010105" in page.text and "Pro Santé Connect" in page.text
+    assert len(people.messages) == sent + 1 and "alice" in people.last_text()
+    with app.app_context():
+        alice = db.session.scalars(select(User).filter_by(username="alice")).one()
+        boss = db.session.scalars(select(User).filter_by(username="boss")).one()
+        assert alice.national_id == "10101010105"
+        row = db.session.scalars(
+            select(AuditEvent).filter_by(event="account.national_id_set", user_id=alice.id)
+        ).one()
+        assert row.actor_id == boss.id
+        make_user("carla")
+    taken = _post(
+        login.client, "/admin/users/carla", action="national_id", national_id="10101010105"
+    )
+    assert taken.status_code == 400
+    cleared = _post(login.client, url, action="national_id", national_id="")
+    assert cleared.status_code == 303
+    with app.app_context():
+        assert (
+            db.session.scalars(select(User).filter_by(username="alice")).one().national_id is None
+        )

@@ -147,7 +147,7 @@ def test_a_password_and_code_session_does_not_meet_eidas1(login, psc, rp):
     )
 
 
-def test_a_password_post_on_a_psc_only_login_is_refused(login, psc):
+def test_a_password_post_on_a_psc_only_login_is_refused_said_and_audited(login, psc, app):
     login_url = login.authorize(acr_values=PSC).location
     page = login.client.get(login_url)
     posted = login.client.post(
@@ -155,6 +155,14 @@ def test_a_password_post_on_a_psc_only_login_is_refused(login, psc):
         data={"csrf_token": csrf_of(page.text), "username": "alice", "password": "x" * 20},
     )
     assert posted.status_code == 400
+    assert 'role="alert"' in posted.text and "Pro Santé Connect" in posted.text
+    assert "does not accept a password" in posted.text or "n’accepte pas" in posted.text
+    assert 'action="/login/psc?tx=' in posted.text  # the way in it needs, on the page
+    assert 'autocomplete="current-password"' not in posted.text
+    with app.app_context():
+        event = db.session.scalars(select(AuditEvent).filter_by(event="psc.password_refused")).one()
+        assert event.client_id == "rp" and event.user_id is None
+        assert "x" * 20 not in str(event.detail)
 
 
 def test_the_state_is_single_use_and_bound_to_the_browser(login, psc, app, rp):
@@ -173,6 +181,35 @@ def test_the_state_is_single_use_and_bound_to_the_browser(login, psc, app, rp):
     with app.app_context():
         events = db.session.scalars(select(AuditEvent.event)).all()
         assert events.count("psc.refused") >= 3
+
+
+def test_a_callback_naming_another_issuer_is_refused_and_audited(login, psc, app):
+    """RFC 9207: PSC's answer says who sent it; another provider's answer (a mix-up)
+    is refused before its code is exchanged, as a wrong ``state`` is."""
+    login_url = login.authorize().location
+    state = query_of(press_psc(login, login_url).location)["state"]
+    back = login.client.get(f"/login/psc/callback?state={state}&code=c&iss=https://evil.test")
+    assert back.status_code == 400 and psc.codes == []
+    with app.app_context():
+        event = db.session.scalars(select(AuditEvent).filter_by(event="psc.refused")).one()
+        assert event.detail == {"reason": "iss"}
+        assert db.session.scalars(select(SsoSession)).all() == []
+    # PSC's own issuer, or no iss at all (PSC may not send it), goes on
+    state = query_of(press_psc(login, login_url).location)["state"]
+    good = login.client.get(
+        f"/login/psc/callback?state={state}&code=c2&iss=https://auth.psc.test/realm"
+    )
+    assert good.status_code == 302 and psc.codes == ["c2"]
+
+
+def test_an_error_answer_naming_another_issuer_is_refused_as_iss(login, psc, app):
+    login_url = login.authorize().location
+    state = query_of(press_psc(login, login_url).location)["state"]
+    back = login.client.get(f"/login/psc/callback?state={state}&error=x&iss=")
+    assert back.status_code == 400
+    with app.app_context():
+        reasons = [e.detail.get("reason") for e in db.session.scalars(select(AuditEvent))]
+        assert "iss" in reasons and "psc_error" not in reasons
 
 
 def test_an_unlinked_identity_gets_the_clear_page_and_an_audit_event(login, psc, app):

@@ -61,10 +61,13 @@ def home():
     sso, stop = _signed_in()
     if stop:
         return stop
+    from ..psc import service as psc
+
     return render_template(
         "account/home.html",
         user=sso.user,
         devices=profile.devices(sso.user, sso),
+        psc_link=psc.enabled(),
         **_pending(sso),
     )
 

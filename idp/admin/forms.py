@@ -49,6 +49,16 @@ class RecordForm(FlaskForm):
     )
 
 
+class NationalIdForm(FlaskForm):
+    """The RPPS or ADELI number a Pro Santé Connect login is linked by (empty: no link)."""
+
+    national_id = StringField(
+        _l("RPPS or ADELI number"),
+        validators=[Length(max=40)],
+        render_kw={"autocomplete": "off", "inputmode": "numeric"},
+    )
+
+
 class RolesForm(FlaskForm):
     roles = _Checkboxes(_l("Roles"))
 

@@ -22,9 +22,9 @@ from flask import (
 from flask_babel import gettext as _
 
 from .. import clients as client_service
-from ..account import profile
+from ..account import identity, profile
 from . import access, accounts, audit_log, overview
-from .forms import ClientUrisForm, NewUserForm, RecordForm, RolesForm
+from .forms import ClientUrisForm, NationalIdForm, NewUserForm, RecordForm, RolesForm
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 bp.before_request(access.gate)
@@ -113,10 +113,11 @@ def _user_or_404(username: str):
     return user
 
 
-def _user_page(user, *, record=None, roles=None, status=200):
+def _user_page(user, *, record=None, roles=None, national=None, status=200):
     record = record or RecordForm(
         data={"email": user.email, "name": user.name, "profession": user.profession}
     )
+    national = national or NationalIdForm(data={"national_id": user.national_id or ""})
     roles = roles or RolesForm(data={"roles": list(user.roles)})
     roles.roles.choices = _role_choices()
     return render_template(
@@ -124,6 +125,8 @@ def _user_page(user, *, record=None, roles=None, status=200):
         user=user,
         record=record,
         roles=roles,
+        national=national,
+        psc_linked=bool(user.psc_sub),
         devices=profile.devices(user, None),
         overview=overview.overview(user),
         is_self=user.id == access.admin().id,
@@ -140,6 +143,8 @@ def user(username: str):
         return _save_roles(target)
     if action == "record":
         return _save_record(target)
+    if action == "national_id":
+        return _save_national_id(target)
     if action not in accounts.ACTIONS:
         abort(400)
     if request.form.get("confirm") != "yes":
@@ -211,6 +216,31 @@ def _save_record(target):
         flash(_("The record was saved; the previous address was told of the change."), "info")
     else:
         flash(_("The record was saved."), "info")
+    return redirect(url_for("admin.user", username=target.username), code=303)
+
+
+def _save_national_id(target):
+    """The number a Pro Santé Connect login is linked by (``account.identity``: checked,
+    unique, audited with the admin, the user told by e-mail)."""
+    form = NationalIdForm()
+    if not form.validate_on_submit():
+        return _user_page(target, national=form, status=400)
+    try:
+        stored = identity.set_national_id(
+            target, (form.national_id.data or "").strip() or None, actor=access.admin()
+        )
+    except accounts.UserError:
+        form.national_id.errors = [
+            _(
+                "Enter a valid RPPS number (11 digits) or ADELI number (9 digits) that no"
+                " other account uses."
+            )
+        ]
+        return _user_page(target, national=form, status=400)
+    if stored:
+        flash(_("The national identifier was saved; the user was told by e-mail."), "info")
+    else:
+        flash(_("The national identifier was removed; the user was told by e-mail."), "info")
     return redirect(url_for("admin.user", username=target.username), code=303)
 
 

@@ -193,6 +193,13 @@ def login():
     error, status, retry_after = None, 200, None
     if tx.require_psc:  # the RP demands Pro Santé Connect: no password form to post
         form = PasswordForm(formdata=None)
+        if request.method == "POST":  # an old tab, a script: say why, offer PSC (idp/psc/)
+            from ..psc import service as psc
+
+            psc.password_refused((tx.request_args or {}).get("client_id"))
+            error = _(
+                "This application does not accept a password: sign in with Pro Santé Connect."
+            )
     if form.validate_on_submit():
         try:
             user = check_credentials(form.username.data, form.password.data, request.remote_addr)

@@ -118,3 +118,23 @@ def send_second_factor_reset(user: User) -> None:
     _mail(
         user, _l("The second factor of your health portal account was reset"), "second_factor_reset"
     )
+
+
+def send_psc_linked(user: User, national_id: str = "") -> None:
+    """Notice after a Pro Santé Connect identity was linked to the account (by the user
+    or an operator): whoever holds it can now sign in; "if this was not you…"."""
+    _mail(
+        user,
+        _l("Your health portal account was linked to Pro Santé Connect"),
+        "psc_linked",
+        national_id=national_id,
+    )
+
+
+def send_psc_unlinked(user: User) -> None:
+    """Notice after the link to Pro Santé Connect was removed: "if this was not you…"."""
+    _mail(
+        user,
+        _l("Your health portal account is no longer linked to Pro Santé Connect"),
+        "psc_unlinked",
+    )

@@ -32,6 +32,8 @@ NOTICES = (
     "phone_changed",
     "email_changed",
     "second_factor_reset",
+    "psc_linked",
+    "psc_unlinked",
 )  # messages.send_<kind>(user, **payload)
 RETRY_DELAYS = (60, 300, 900, 3600)  # then hourly
 MAX_ATTEMPTS = 50  # about two days

@@ -15,8 +15,13 @@ from flask import current_app
 from sqlalchemy import select, update
 
 from .. import audit
+from ..account import identity as identity_rules
+from ..auth import transaction
 from ..crypto import random_token, sha256_hex
+from ..delivery import outbox
 from ..models import LoginTransaction, User, db
+from ..oidc.acr import levels_of, satisfies
+from ..users import UserError
 from .national_id import from_subject_name_id
 from .upstream import Identity, PscRefused, PscUnavailable, Upstream
 
@@ -46,6 +51,13 @@ def upstream() -> Upstream:
     if found is None:
         found = current_app.extensions["idp_psc"] = Upstream(current_app.config["IDP"]["psc"])
     return found
+
+
+def two_factor(sso) -> bool:
+    """A session at the second factor's level or above (password and code, or PSC):
+    the only ones that may link a PSC identity from the console (SECURITY.md)."""
+    levels = levels_of(current_app.config["IDP"])
+    return satisfies(sso.acr, levels["mfa"], levels)
 
 
 def redirect_uri() -> str:
@@ -131,24 +143,66 @@ def refused(reason: str, **detail) -> None:
     audit.record("psc.refused", reason=reason[:200], **detail)
 
 
+def password_refused(client_id: str | None) -> None:
+    """A password posted to a login whose RP demands PSC's level: never checked (it could
+    not sign in there), but audited, so that an operator sees who still tries."""
+    audit.record("psc.password_refused", client_id=str(client_id or "")[:100] or None)
+
+
 def unlinked(identity: Identity) -> None:
     audit.record("psc.unlinked", psc_sub=identity.sub[:64])
 
 
 def unlink(user: User) -> bool:
     """The user removes the link from the console (one step, committed here): the next
-    PSC login finds no account. Compare-and-set on the identifier as read."""
+    PSC login finds no account; the notice e-mail goes out. Compare-and-set on the
+    identifier as read (``idp.account.identity.write``)."""
     if user.national_id is None:
         return False
-    moved = db.session.execute(
-        update(User)
-        .where(User.id == user.id, User.national_id == user.national_id)
-        .values(national_id=None, psc_sub=None)
-        .execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:
+    if not identity_rules.write(user, user.national_id, None):
         db.session.rollback()
         return False
     audit.record("psc.unlinked_by_user", user_id=user.id, commit=False)
     db.session.commit()
+    outbox.send_soon()  # after the commit: the notice leaves only if the change landed
     return True
+
+
+class LinkRefused(Exception):
+    """The console's link cannot be made: ``reason`` is ``no_national_id`` (PSC gave none
+    usable), ``taken`` (another account holds it) or ``changed`` (linked meanwhile)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+def link(user: User, pending: Pending, identity: Identity) -> str:
+    """The signed-in ``user`` (a 2FA session, checked by the caller) links the PSC identity
+    this login returned: its ``SubjectNameID`` becomes the account's national identifier,
+    only if no other account holds it, never by e-mail or name (SECURITY.md, "Pro Santé
+    Connect"). One step: the link, the closed PSC login, the audit event and the notice
+    are committed together. Returns the identifier; ``LinkRefused``."""
+    national_id = from_subject_name_id(identity.subject_name_id)
+    reason = None
+    if national_id is None:
+        reason = "no_national_id"
+    elif user.national_id is not None:
+        reason = "changed"
+    elif identity_rules.held_by_another(national_id, user):
+        reason = "taken"
+    elif not identity_rules.write(user, None, national_id, psc_sub=identity.sub):
+        reason = "changed"
+    if reason is not None:
+        db.session.rollback()
+        audit.record("psc.link_refused", user_id=user.id, reason=reason)
+        raise LinkRefused(reason)
+    transaction.finish(pending.tx)
+    audit.record("psc.linked_by_user", user_id=user.id, commit=False, national_id=national_id)
+    try:
+        identity_rules.commit_or_taken()
+    except UserError:
+        audit.record("psc.link_refused", user_id=user.id, reason="taken")
+        raise LinkRefused("taken") from None
+    outbox.send_soon()
+    return national_id

@@ -266,7 +266,7 @@ class Upstream:
         if response.status_code != 200:
             raise PscRefused(f"userinfo: HTTP {response.status_code}")
         if response.headers.get("Content-Type", "").split(";")[0].strip() == "application/jwt":
-            info = self._verified(response.text.strip())
+            info = self._signed_userinfo(response.text.strip())
         else:
             try:
                 info = response.json()
@@ -275,6 +275,30 @@ class Upstream:
         if not isinstance(info, dict) or info.get("sub") != sub:
             raise PscRefused("userinfo: sub differs from the id_token's")
         return info
+
+    def _signed_userinfo(self, raw: str) -> dict:
+        """A signed userinfo names its signer and its reader (Core §5.3.2): ``iss`` must be
+        PSC's issuer, ``aud`` (when given) must name us; else it may be another client's
+        answer, or another provider's, replayed here."""
+        info = self._verified(raw)
+        registry = jwt.JWTClaimsRegistry(
+            now=clock.now,
+            leeway=LEEWAY_SECONDS,
+            iss={"essential": True, "value": self.settings["issuer"]},
+            aud={"value": self.settings["client_id"]},
+        )
+        try:
+            registry.validate(info)
+        except JoseError as exc:
+            raise PscRefused(f"userinfo: {exc.error}") from exc
+        return info
+
+    def check_response_issuer(self, iss: str | None) -> None:
+        """The authorization response's ``iss`` (RFC 9207), when PSC sends it, must be
+        PSC's issuer: a response from another provider this browser was sent to (a
+        mix-up attack) is refused before its code goes anywhere."""
+        if iss is not None and iss != self.settings["issuer"]:
+            raise PscRefused("iss")
 
     @staticmethod
     def _identity(raw: str, claims: dict, info: dict) -> Identity:

@@ -8,10 +8,10 @@ a 500; forged and replayed callbacks are audited (``service.refused``).
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
-from ..auth import flow, transaction
+from ..auth import flow, sessions, transaction
 from ..crypto import random_token, sha256_hex
 from . import service
 from .service import NotLinked, PscRefused, PscUnavailable
@@ -20,6 +20,8 @@ bp = Blueprint("psc", __name__)
 # Signed-session keys: the login this browser sent to PSC, and a logout on its way there.
 LOGIN_KEY = "psc_login"
 LOGOUT_KEY = "psc_logout"
+# The PSC login of LOGIN_KEY links the signed-in user instead: {"tx": sha256(tx id), "sid"}.
+LINK_KEY = "psc_link"
 
 
 @bp.before_request
@@ -93,14 +95,31 @@ def callback():
             400,
         )
     session.pop(LOGIN_KEY, None)
+    link = session.pop(LINK_KEY, None)
+    if not (isinstance(link, dict) and link.get("tx") == pending.tx.tx_hash):
+        link = None
+    try:  # RFC 9207, before anything else of the answer is believed (an error too)
+        service.upstream().check_response_issuer(request.args.get("iss"))
+    except PscRefused as refusal:
+        service.refused(refusal.reason)
+        return problem(
+            _("Sign-in refused"),
+            _("This Pro Santé Connect answer is not for a sign-in started in this browser."),
+            None if link else tx_id,
+            400,
+        )
     if request.args.get("error"):
         service.refused("psc_error", error=request.args.get("error", "")[:64])
+        if link:
+            return _link_failed(_("The link to Pro Santé Connect was cancelled or failed."))
         return problem(
             _("Pro Santé Connect sign-in not completed"),
             _("The sign-in with Pro Santé Connect was cancelled or did not succeed."),
             tx_id,
             400,
         )
+    if link:
+        return _link(pending, link)
     return _finish(pending, tx_id)
 
 
@@ -139,6 +158,77 @@ def _finish(pending, tx_id: str):
             ),
         )
     return flow.after_psc(pending.tx, tx_id, user, identity)
+
+
+@bp.post("/account/psc/link")
+def start_link():
+    """ "Link my Pro Santé Connect identity" (the console): a PSC login whose answer links
+    the signed-in user rather than signing anyone in; only from a 2FA session (a
+    password-only one confirms with a code first, ``flow.step_up``)."""
+    sso = sessions.current()
+    if sso is None:
+        return redirect(url_for("auth.login"))
+    if sso.user.national_id:
+        flash(_("Your account is already linked to Pro Santé Connect."), "info")
+        return redirect(url_for("account.home"))
+    if not service.two_factor(sso):
+        flash(
+            _(
+                "To link your Pro Santé Connect identity, first confirm it is you with a code,"
+                " then press “Link my Pro Santé Connect identity” again."
+            ),
+            "info",
+        )
+        return flow.step_up(sso, None)
+    tx_id = transaction.begin(None)
+    try:
+        url = service.start(transaction.load(tx_id))
+    except PscUnavailable:
+        return _link_failed(_("Pro Santé Connect is not answering. Try again in a few minutes."))
+    if url is None:
+        return redirect(url_for("account.home"))
+    session[LOGIN_KEY] = tx_id
+    session[LINK_KEY] = {"tx": sha256_hex(tx_id), "sid": sso.sid}
+    return redirect(url, code=303)
+
+
+def _link_failed(message: str):
+    flash(message, "error")
+    return redirect(url_for("account.home"))
+
+
+def _link(pending, link: dict):
+    """Back from PSC for the console's link: the same session, still 2FA, links the
+    identity PSC vouched for (``service.link``)."""
+    sso = sessions.current()
+    if sso is None or sso.sid != link.get("sid") or not service.two_factor(sso):
+        service.refused("link_session")
+        return _link_failed(_("Your session changed meanwhile: nothing was linked."))
+    try:
+        identity = service.identify(pending, request.args.get("code", ""))
+    except PscUnavailable:
+        return _link_failed(_("Pro Santé Connect is not answering. Try again in a few minutes."))
+    except PscRefused as refusal:
+        service.refused(refusal.reason)
+        return _link_failed(_("The answer of Pro Santé Connect could not be accepted."))
+    try:
+        national_id = service.link(sso.user, pending, identity)
+    except service.LinkRefused as refused:
+        return _link_failed(LINK_REFUSED.get(refused.reason, LINK_REFUSED["changed"])())
+    flash(_("Your account is now linked to Pro Santé Connect (%(id)s).", id=national_id), "info")
+    return redirect(url_for("account.home"))
+
+
+LINK_REFUSED = {
+    "taken": lambda: _(
+        "This Pro Santé Connect identity is already linked to another account: ask your"
+        " organisation's administrator."
+    ),
+    "no_national_id": lambda: _(
+        "Pro Santé Connect gave no RPPS or ADELI number for this identity: nothing was linked."
+    ),
+    "changed": lambda: _("Your account was linked or changed meanwhile: nothing was linked."),
+}
 
 
 def logout_at_psc(id_token: str, then: str):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from .server import REPO_DIR, free_port
 
@@ -30,6 +31,10 @@ class Standin:
     issuer: str
     wallet: str
     process: subprocess.Popen
+
+    def fail_next_token(self) -> None:
+        """The next code exchange at the stand-in answers 503 (PSC down mid-login)."""
+        requests.post(self.issuer + "/__standin/fail-next-token", timeout=5).raise_for_status()
 
     def settings(self, idp_base: str) -> dict:
         """``[psc]`` for a node at ``idp_base``: discovery for the issuer-side endpoints,

@@ -8,6 +8,7 @@
 // Environment: PSC_ISSUER_PORT, PSC_WALLET_PORT, PSC_CLIENT_ID, PSC_CLIENT_SECRET,
 // PSC_REDIRECT_URI, PSC_POST_LOGOUT_URI. The login page (/interaction/<uid>) is a
 // form: "login" is the SubjectNameID to sign in as, "acr" the level to answer.
+// POST /__standin/fail-next-token makes the next code exchange fail (503).
 import crypto from "node:crypto";
 import http from "node:http";
 import Provider from "oidc-provider";
@@ -116,8 +117,19 @@ async function interaction(req, res) {
 }
 
 const callback = provider.callback();
+// POST /__standin/fail-next-token: the next code exchange gets a 503, as from a PSC that
+// is down between the login and the exchange (the "not answering" page, Playwright walk).
+let failNextToken = false;
 
 function handler(req, res) {
+  if (req.url === "/__standin/fail-next-token" && req.method === "POST") {
+    failNextToken = true;
+    return page(res, 200, "ok");
+  }
+  if (failNextToken && req.url.startsWith("/token")) {
+    failNextToken = false;
+    return page(res, 503, "unavailable");
+  }
   if (req.url === DISCOVERY) req.url = "/.well-known/openid-configuration";
   else if (req.url.startsWith("/.well-known/")) return page(res, 404, "not here");
   if (req.url.startsWith("/interaction/")) {

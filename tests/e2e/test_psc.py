@@ -76,6 +76,7 @@ def test_an_rp_asking_eidas1_gets_psc_only_and_acr_eidas1(psc_agent, psc_rp):
     page = psc_agent.page(login_url)
     assert 'autocomplete="current-password"' not in page and "psc-only-reason" in page
     callback = at_standin(psc_agent, login_url, "8" + PSC_USERS["psc-alice"])
+    assert query_of(callback)["iss"] == psc_agent.provider.standin.issuer  # RFC 9207, checked
     back = psc_agent.get(callback)
     assert back.status_code == 302, back.text[:500]
     _, claims = psc_rp.finish(request, location_of(back))
