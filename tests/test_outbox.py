@@ -115,3 +115,23 @@ def test_a_notice_is_retried_then_given_up_after_two_days(browser, app, smtp, fr
     [row] = _rows(app)
     assert row.gave_up and row.attempts == outbox.MAX_ATTEMPTS and row.sent_at is None
     assert smtp.messages == []
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Votre compte Portail de santé a été rattaché à Pro Santé Connect",
+        "Votre compte Portail de santé n’est plus rattaché à Pro Santé Connect",
+        "Le mot de passe de votre compte Portail de santé a été modifié",
+        "Code : été  à ê « » " + "é" * 80,
+        "plain ASCII subject",
+    ],
+)
+def test_a_subject_reaches_the_mailbox_with_every_space(smtp, app, subject):
+    """Python's header folding may put the space between two encoded words at a fold,
+    where decoders drop it ("rattachéà"): subjects are encoded whole."""
+    from idp.delivery.mail import send_mail
+
+    with app.app_context():
+        send_mail("alice@exemple.fr", subject, "text")
+    assert smtp.messages[-1]["Subject"] == subject

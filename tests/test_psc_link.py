@@ -82,7 +82,8 @@ def test_a_2fa_session_links_psc_by_national_id_with_a_notice(login, psc, smtp, 
     assert OTHER_RPPS in home.text and "/account/psc/unlink" in home.text
     notice = smtp.messages[sent]
     assert notice["To"] == "carla@exemple.fr"
-    assert "rattaché" in notice["Subject"] and "Pro Santé Connect" in notice["Subject"]
+    # every space kept through the SMTP server (idp.delivery.mail._Message)
+    assert notice["Subject"] == "Votre compte Portail de santé a été rattaché à Pro Santé Connect"
     assert OTHER_RPPS in smtp.last_text() and "Mon compte" in smtp.last_text()
     assert "psc.linked_by_user" in [e.event for e in events(app)]
     # the link works: a PSC login with that identity now signs carla in

@@ -7,6 +7,7 @@ runs in a helper thread the request waits for at most that long.
 
 from __future__ import annotations
 
+import email.policy
 import logging
 import smtplib
 import threading
@@ -46,6 +47,24 @@ class _TimedConnection(Connection):
         return host
 
 
+class _Message(Message):
+    """Flask-Mail's message, serialised without folding its headers.
+
+    Python's header folding (``email.policy.SMTP``, which Flask-Mail sets) can put
+    the space between two encoded words at the fold, where decoders drop it (RFC 2047
+    §6.2): "rattaché à Pro Santé Connect" reached mailboxes as "rattachéà". Our
+    headers are short: one line each (RFC 5322 allows 998 characters) keeps every
+    space. ``_message`` is where Flask-Mail 0.10 sets the policy."""
+
+    def _message(self):
+        message = super()._message()
+        message.policy = _UNFOLDED
+        return message
+
+
+_UNFOLDED = email.policy.SMTP.clone(max_line_length=998)
+
+
 def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None:
     """Hand one message to the configured transport within ``[mail] timeout_seconds``.
 
@@ -56,7 +75,7 @@ def send_mail(to: str, subject: str, text: str, html: str | None = None) -> None
     if conf["backend"] == "console":
         log.warning("mail to %s — %s\n%s", to, subject, text)
         return
-    message = Message(subject=subject, recipients=[to], body=text, html=html)
+    message = _Message(subject=subject, recipients=[to], body=text, html=html)
     outcome: dict[str, BaseException | bool] = {}
     app = current_app._get_current_object()
     worker = threading.Thread(
