@@ -40,7 +40,7 @@ USERS = [
         "email": "chloe@exemple.fr",
         "name": "Chloé Bernard",
         "profession": "Infirmière",
-        "roles": ["patient_data"],
+        "roles": ["admin", "patient_data"],  # opens the operator console (/admin/)
         "backup_phone": "+33612345678",
     },
 ]
@@ -128,6 +128,7 @@ def seed(app: Flask) -> str:
         password = _demo_password()  # a fresh one each run, so the printout is always right
         if existing := find_by_username(spec["username"]):
             set_password(existing, password)
+            existing.roles = list(spec["roles"])  # an instance from before a demo role was added
             db.session.commit()
         else:
             create_user(password=password, **spec)
@@ -137,6 +138,7 @@ def seed(app: Flask) -> str:
         lines.append(f"  {spec['username']}  {spec['email']}  {password}   ({notes})")
     lines.append("One-time codes and e-mails are printed below, in the server log.")
     lines.append(f'Account console ("Mon compte"): {app.config["IDP"]["issuer"]}/')
+    lines.append(f"Operator console (chloe, an admin): {app.config['IDP']['issuer']}/admin/")
     lines.append(
         f"Example RP: run `make rp` in a second terminal, then open {RP_URL}"
         " (127.0.0.1, not localhost: the RP's redirect URI and cookies are registered there)."

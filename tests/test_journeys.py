@@ -234,6 +234,7 @@ def test_demo_prints_what_a_newcomer_needs(app):
     for email in ("alice@exemple.fr", "bruno@exemple.fr", "chloe@exemple.fr"):
         assert email in printed
     assert f"{ISSUER}/" in printed  # the console
+    assert f"{ISSUER}/admin/" in printed  # the operator console, for chloe
     assert "127.0.0.1, not localhost" in printed
 
 
