@@ -62,10 +62,12 @@ def _prefix(column, key: str):
     exact under a code-point order (SQLite's BINARY, PostgreSQL's C or C.UTF-8
     collation; docs/OPERATING.md). No LIKE beside it: PostgreSQL then misjudges how many
     rows match and sorts all of them instead of reading the index in order."""
-    last = ord(key[-1])
-    if last >= 0x10FFFF:  # no code point above it: everything from ``key`` on
+    following = ord(key[-1]) + 1
+    if following > 0x10FFFF:  # no code point above it: everything from ``key`` on
         return column >= key
-    return and_(column >= key, column < key[:-1] + chr(last + 1))
+    if 0xD800 <= following <= 0xDFFF:  # surrogates: no text holds one, no driver sends one
+        following = 0xE000
+    return and_(column >= key, column < key[:-1] + chr(following))
 
 
 def search_users(query: str, page: int = 1, per_page: int = PER_PAGE) -> SearchPage:

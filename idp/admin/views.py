@@ -38,6 +38,13 @@ def _refusal(reason: str) -> str:
     }.get(reason, _("This action was refused."))
 
 
+def _number(text: str) -> int | None:
+    """A page number or an event id from the query string, or None: ASCII digits only
+    (``str.isdigit`` also accepts "²", which ``int`` refuses) and at most 18 of them
+    (a BIGINT; SQLite refuses a larger integer, and ``int`` one of 4,300 digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 def _role_choices() -> list[tuple[str, str]]:
     from ..web import role_label
 
@@ -64,7 +71,7 @@ def users():
         status = 400
     query = request.args.get("q", "")[:254]
     page_number = request.args.get("page", "1")
-    page = accounts.search_users(query, int(page_number) if page_number.isdigit() else 1)
+    page = accounts.search_users(query, _number(page_number) or 1)
     return render_template("admin/users.html", form=form, query=query, page=page), status
 
 
@@ -294,7 +301,7 @@ def audit():
                 mimetype="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
             )
-        rows, next_before = audit_log.page(filters, int(before) if before.isdigit() else None)
+        rows, next_before = audit_log.page(filters, _number(before))
     except audit_log.FilterError as bad:
         return render_template(
             "admin/audit.html", filters=filters, rows=[], next_before=None, bad=bad.field

@@ -1,0 +1,56 @@
+"""The operator console under attack: what a security review found and what held.
+
+Each test here failed before its fix (docs/CONVENTIONS.md: "each bug you fix has a
+test that fails without the fix"); the gate, CSRF and the confirmations are in
+``test_admin_console.py``, the services in ``test_admin_services.py``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from idp.admin import accounts
+
+from .actions import LoginActions
+from .factories import make_client, make_user
+from .test_admin_console import _sign_in
+
+
+@pytest.fixture
+def people(smtp, app):
+    with app.app_context():
+        make_user("boss", roles=["admin"])
+        make_user("alice")
+        make_client("rp")
+    return smtp
+
+
+@pytest.fixture
+def login(people, client):
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "fr"
+    return LoginActions(client)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/users?page=%C2%B2",  # "²".isdigit() is true, int("²") raises
+        "/admin/users?page=" + "9" * 5000,  # int() refuses more than 4,300 digits
+        "/admin/audit?before=%C2%B2",
+        "/admin/audit?before=" + "9" * 5000,
+        "/admin/audit?before=" + "9" * 30,  # beyond a 64-bit integer: SQLite refuses it
+        "/admin/users?q=%ED%9F%BF",  # U+D7FF: the prefix's upper bound was a surrogate
+        "/admin/users?q=dr%ED%9F%BF",
+    ],
+)
+def test_odd_numbers_and_search_texts_get_a_page_not_a_500(login, people, path):
+    _sign_in(login, people)
+    response = login.client.get(path)
+    assert response.status_code == 200
+
+
+def test_search_by_a_prefix_ending_before_the_surrogates(app, people):
+    with app.app_context():
+        make_user("dr\ud7fb", email="hangul@exemple.fr")  # an assigned Hangul jamo
+        assert [u.username for u in accounts.search_users("dr\ud7fb").users] == ["dr\ud7fb"]
+        assert accounts.search_users("dr\ud7ff").users == []
