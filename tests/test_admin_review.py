@@ -54,3 +54,28 @@ def test_search_by_a_prefix_ending_before_the_surrogates(app, people):
         make_user("dr\ud7fb", email="hangul@exemple.fr")  # an assigned Hangul jamo
         assert [u.username for u in accounts.search_users("dr\ud7fb").users] == ["dr\ud7fb"]
         assert accounts.search_users("dr\ud7ff").users == []
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "/admin/users/..%2F..%2Flogout",  # the browser resolves the dot segments
+        "/admin/users/%252e%252e/%252e%252e/logout",  # decoded once: %2e%2e, a dot segment too
+        "/admin/users/.%2F..%2F..%2Faccount%2F",
+        "/admin/users/%0Aa",  # a newline cannot go in Location: every sign-in failed
+        "/admin/users/%09%2F..%2F..",
+    ],
+)
+def test_a_planted_console_page_cannot_lead_out_of_the_console(login, people, planted):
+    """Anyone can make an admin's browser ask for a console page before it signs in
+    (a link): where the sign-in then leads must be a console page, and work."""
+    assert login.client.get(planted).status_code == 403
+    response = _sign_in(login, people)
+    assert response.status_code == 302 and response.location == "/account/"
+    assert login.client.get("/admin/users").status_code == 200
+
+
+def test_a_console_page_with_a_name_comes_back_after_the_sign_in(login, people):
+    assert login.client.get("/admin/users/%C3%A9lise?x=..").status_code == 403
+    response = _sign_in(login, people)
+    assert response.location == "/admin/users/%C3%A9lise?x=.."
