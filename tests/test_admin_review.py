@@ -7,9 +7,15 @@ test that fails without the fix"); the gate, CSRF and the confirmations are in
 
 from __future__ import annotations
 
-import pytest
+import threading
 
+import pytest
+from sqlalchemy import select
+
+from idp import audit
+from idp.account.passwords import enabled_admin_ids
 from idp.admin import accounts
+from idp.models import User, db
 
 from .actions import LoginActions
 from .factories import make_client, make_user
@@ -79,3 +85,83 @@ def test_a_console_page_with_a_name_comes_back_after_the_sign_in(login, people):
     assert login.client.get("/admin/users/%C3%A9lise?x=..").status_code == 403
     response = _sign_in(login, people)
     assert response.location == "/admin/users/%C3%A9lise?x=.."
+
+
+def _at_the_same_moment(monkeypatch, app, event: str, other) -> list:
+    """When this step records ``event`` (its change written, not committed), another
+    operator's step runs in its own thread and database session; this one waits for it
+    a second (it may be waiting on this one's lock), then goes on and commits."""
+    original, outcome, threads = audit.record, [], []
+
+    def work():
+        with app.app_context():
+            try:
+                outcome.append(other())
+            except accounts.AccountActionRefused as refused:
+                outcome.append(refused.reason)
+            finally:
+                db.session.remove()
+
+    def record(name, **kw):
+        if name == event and not threads:
+            threads.append(threading.Thread(target=work))
+            threads[0].start()
+            threads[0].join(1.0)
+        return original(name, **kw)
+
+    monkeypatch.setattr(audit, "record", record)
+    return outcome, threads
+
+
+def _by_name(name: str) -> User:
+    return db.session.scalars(select(User).where(User.username == name)).one()
+
+
+def _disable(target, actor):
+    return accounts.disable(_by_name(target), actor=_by_name(actor))
+
+
+def _no_role(target, actor):
+    return accounts.set_roles(_by_name(target), [], actor=_by_name(actor))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "event"),
+    [
+        (_disable, _disable, "account.disabled"),
+        (_no_role, _no_role, "roles.changed"),
+        (_no_role, _disable, "roles.changed"),
+        (_disable, _no_role, "account.disabled"),
+    ],
+)
+def test_two_admins_acting_on_each_other_at_once_leave_an_enabled_admin(
+    smtp, app, monkeypatch, first, second, event
+):
+    """Ann acts on Bob while Bob acts on Ann (disable, or remove the admin role): one of
+    them wins, the other is refused, and the portal keeps an enabled admin. Before, each
+    read "two admins" then wrote: both disabled (SQLite), or no admin role left at all."""
+    with app.app_context():
+        make_user("ann", roles=["admin"])
+        make_user("bob", roles=["admin"])
+        outcome, threads = _at_the_same_moment(
+            monkeypatch, app, event, lambda: second("ann", "bob")
+        )
+        first("bob", "ann")
+        threads[0].join(10)
+        assert not threads[0].is_alive()
+        assert outcome and outcome[0] in ("last_admin", "last_admin_role")
+        db.session.expire_all()
+        assert enabled_admin_ids() == [_by_name("ann").id]
+
+
+def test_the_last_enabled_admin_keeps_the_role_a_disabled_admin_loses_it(smtp, app):
+    with app.app_context():
+        boss = make_user("boss", roles=["admin"])
+        gone = make_user("gone", roles=["admin"], email="gone@exemple.fr")
+        accounts.disable(gone, actor=boss)
+        with pytest.raises(accounts.AccountActionRefused) as refused:
+            accounts.set_roles(boss, [])  # the ``idp`` command has no acting admin
+        assert refused.value.reason == "last_admin_role"
+        assert accounts.set_roles(gone, [], actor=boss) == ([], ["admin"])
+        db.session.expire_all()
+        assert _by_name("boss").roles == ["admin"] and _by_name("gone").roles == []

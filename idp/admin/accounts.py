@@ -20,6 +20,7 @@ from ..account.passwords import (
     ADMIN_ROLE,
     AccountActionRefused,
     disable_account,
+    keep_an_admin,
     unlock_account,
 )
 from ..auth import remember, sessions
@@ -183,13 +184,16 @@ def configured_roles() -> list[str]:
 def set_roles(user: User, chosen: list[str], *, actor: User | None = None) -> tuple[list, list]:
     """The roles ticked among the configured ones (``[roles]``); roles the configuration
     does not name are kept. A role in ``[mfa] required_roles`` asks the code from the
-    next sign-in on. An admin never removes their own ``admin`` role. Returns
-    (added, removed)."""
+    next sign-in on. An admin never removes their own ``admin`` role, nor the last
+    enabled admin's (``AccountActionRefused``). Returns (added, removed)."""
     known = set(configured_roles())
     wanted = (set(chosen) & known) | (set(user.roles) - known)
     if actor is not None and actor.id == user.id and ADMIN_ROLE not in wanted:
         raise AccountActionRefused("own_admin_role")
     added, removed = sorted(wanted - set(user.roles)), sorted(set(user.roles) - wanted)
+    if ADMIN_ROLE in removed and not keep_an_admin(user, roles=sorted(wanted)):
+        db.session.rollback()  # two admins removing each other's role at once: one wins
+        raise AccountActionRefused("last_admin_role")
     if added or removed:
         user.roles = sorted(wanted)
         audit.record(

@@ -35,6 +35,9 @@ def _refusal(reason: str) -> str:
         "self": _("You cannot disable your own account."),
         "last_admin": _("This is the last enabled administrator: it cannot be disabled."),
         "own_admin_role": _("You cannot remove your own administrator role."),
+        "last_admin_role": _(
+            "This is the last enabled administrator: their administrator role cannot be removed."
+        ),
     }.get(reason, _("This action was refused."))
 
 
