@@ -17,7 +17,7 @@ from idp.account.passwords import enabled_admin_ids
 from idp.admin import accounts
 from idp.models import User, db
 
-from .actions import LoginActions
+from .actions import LoginActions, csrf_of
 from .factories import make_client, make_user
 from .test_admin_console import _sign_in
 
@@ -165,3 +165,24 @@ def test_the_last_enabled_admin_keeps_the_role_a_disabled_admin_loses_it(smtp, a
         assert accounts.set_roles(gone, [], actor=boss) == ([], ["admin"])
         db.session.expire_all()
         assert _by_name("boss").roles == ["admin"] and _by_name("gone").roles == []
+
+
+def test_a_new_user_gets_only_roles_the_form_offers(login, people, app):
+    """The checkboxes accept any posted value; a role outside ``[roles]`` such as
+    'x", "admin' counted as an enabled admin for the last-admin rule (a LIKE on the
+    JSON text) without being one."""
+    _sign_in(login, people)
+    page = login.client.get("/admin/users")
+    response = login.client.post(
+        "/admin/users",
+        data={
+            "csrf_token": csrf_of(page.text),
+            "username": "dr.forged",
+            "email": "forged@hopital.fr",
+            "roles": ['x", "admin', "patient_data", "root"],
+        },
+    )
+    assert response.status_code == 302
+    with app.app_context():
+        assert _by_name("dr.forged").roles == ["patient_data"]
+        assert _by_name("dr.forged").id not in enabled_admin_ids()

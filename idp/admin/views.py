@@ -90,7 +90,10 @@ def _invite(form: NewUserForm) -> bool:
             form.email.data,
             name=form.name.data or "",
             profession=form.profession.data or "",
-            roles=list(form.roles.data or []),
+            # Only the roles the form offers (the ``[roles]`` configured): a forged
+            # value such as 'x", "admin' would read as ``admin`` to the SQL that counts
+            # the enabled admins (``passwords.is_admin_row``) while granting nothing.
+            roles=[role for role in form.roles.data or [] if role in accounts.configured_roles()],
             actor=access.admin(),
         )
     except accounts.UserError as exc:
