@@ -15,11 +15,13 @@ from sqlalchemy import select
 from idp import audit
 from idp.account.passwords import enabled_admin_ids
 from idp.admin import accounts
-from idp.models import User, db
+from idp.delivery import outbox
+from idp.models import RememberedBrowser, SsoSession, User, db
 
 from .actions import LoginActions, csrf_of
 from .factories import make_client, make_user
 from .test_admin_console import _sign_in
+from .test_step_atomicity import each_failure_then_success
 
 
 @pytest.fixture
@@ -186,3 +188,59 @@ def test_a_new_user_gets_only_roles_the_form_offers(login, people, app):
     with app.app_context():
         assert _by_name("dr.forged").roles == ["patient_data"]
         assert _by_name("dr.forged").id not in enabled_admin_ids()
+
+
+@pytest.mark.parametrize("action", ["disable", "reset_second_factor"])
+def test_an_action_lands_whole_or_not_at_all(login, people, app, monkeypatch, action):
+    """The database fails at each write of the step in turn, then at its commit: nothing
+    is half done (a disabled account with live sessions, a phone gone but browsers still
+    remembered); the last attempt succeeds (docs/CONVENTIONS.md, convention 17)."""
+    with app.app_context():
+        _by_name("alice").roles = ["patient_data"]  # the code, so the browser can be remembered
+        db.session.commit()
+    alice_browser = LoginActions(app.test_client())
+    _sign_in(alice_browser, people, "alice", remember=True)  # a session, a remembered browser
+    with app.app_context():
+        alice = _by_name("alice")
+        alice.backup_phone = "+33612345678"
+        db.session.commit()
+        assert db.session.scalars(select(RememberedBrowser)).all()
+        assert db.session.scalars(select(SsoSession).where(SsoSession.user_id == alice.id)).all()
+    _sign_in(login, people)
+    monkeypatch.setattr(outbox, "send_soon", lambda: True)  # notices leave after the step
+    token = csrf_of(login.client.get("/admin/users/alice").text)
+
+    def attempt():
+        data = {"csrf_token": token, "action": action, "confirm": "yes"}
+        return login.client.post("/admin/users/alice", data=data)
+
+    response, writes = each_failure_then_success(app, attempt)
+    assert response.status_code == 303 and writes >= 3
+    with app.app_context():
+        alice = _by_name("alice")
+        assert not db.session.scalars(select(RememberedBrowser)).all()
+        if action == "disable":
+            assert (
+                alice.disabled
+                and not db.session.scalars(
+                    select(SsoSession).where(SsoSession.user_id == alice.id)
+                ).all()
+            )
+        else:
+            assert alice.backup_phone is None and not alice.disabled
+
+
+def test_a_disabled_admin_or_one_whose_role_went_is_refused_at_the_next_request(login, people, app):
+    _sign_in(login, people)
+    assert login.client.get("/admin/users").status_code == 200
+    with app.app_context():
+        make_user("other", roles=["admin"])
+        accounts.set_roles(_by_name("boss"), [], actor=_by_name("other"))
+    assert login.client.get("/admin/users").status_code == 403
+    with app.app_context():
+        accounts.set_roles(_by_name("boss"), ["admin"], actor=_by_name("other"))
+    assert login.client.get("/admin/users").status_code == 200
+    with app.app_context():
+        accounts.disable(_by_name("boss"), actor=_by_name("other"))
+    page = login.client.get("/admin/users")
+    assert page.status_code == 403
