@@ -244,3 +244,18 @@ def test_a_disabled_admin_or_one_whose_role_went_is_refused_at_the_next_request(
         accounts.disable(_by_name("boss"), actor=_by_name("other"))
     page = login.client.get("/admin/users")
     assert page.status_code == 403
+
+
+@pytest.mark.parametrize("username", ["..", ".", "dr/..", "../clients/rp", "a/./b"])
+def test_an_identifier_a_browser_would_resolve_is_refused(smtp, app, username):
+    """The console links to ``/admin/users/<identifier>``: with a dot segment the browser
+    resolved the link elsewhere, and the account could not be opened nor disabled."""
+    with app.app_context(), pytest.raises(accounts.UserError):
+        accounts.invite_user(username, "dots@exemple.fr")
+
+
+def test_identifiers_with_dots_and_slashes_stay_usable(smtp, app):
+    with app.app_context():
+        for number, name in enumerate(("dr.martin", "...", "a/b", ".hidden")):
+            accounts.invite_user(name, f"dots{number}@exemple.fr")
+        assert accounts.find("a/b") is not None
