@@ -259,3 +259,15 @@ def test_identifiers_with_dots_and_slashes_stay_usable(smtp, app):
         for number, name in enumerate(("dr.martin", "...", "a/b", ".hidden")):
             accounts.invite_user(name, f"dots{number}@exemple.fr")
         assert accounts.find("a/b") is not None
+
+
+def test_a_pro_sante_connect_time_in_the_future_does_not_keep_the_console_open(app, frozen_clock):
+    """PSC's ``auth_time`` is the session's: one a day ahead made it "fresh" for a day."""
+    from idp.admin.access import code_is_fresh
+
+    now = int(frozen_clock.now)
+    with app.app_context():
+        psc = SsoSession(acr="eidas1", psc_id_token="psc.id.token", auth_time=now + 86400)
+        assert not code_is_fresh(psc)
+        psc.auth_time = now + 30  # PSC's clock a little ahead
+        assert code_is_fresh(psc)
