@@ -196,6 +196,10 @@ def add_user(
         )
     if len(username) > 150:
         raise UserError("the identifier is too long (150 characters at most)")
+    if any(part in (".", "..") for part in username.split("/")):
+        # A browser resolves such a segment in a link: the operator console's page of
+        # ``a/..`` would be ``/admin/users/`` (docs/OPERATING.md, "The operator console").
+        raise UserError("the identifier must not have a '.' or '..' part between slashes")
     email = validate_email_address(email)
     username_key, email_key = identity_key(username), identity_key(email)
     if len(username_key) > 600 or len(email_key) > 1000:  # NFKC may expand up to 18 times

@@ -7,7 +7,9 @@ from typing import NamedTuple
 
 from flask import current_app
 from flask_babel import gettext as _
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, exists, or_, select, update
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .. import audit, throttle
 from ..auth import otp, remember, sessions
@@ -68,7 +70,9 @@ def sign_out_everywhere(user: User, reason: str) -> int:
 
 class AccountActionRefused(Exception):
     """An operator's action that would lock the portal out of its own administration:
-    ``reason`` is ``self`` (disabling oneself) or ``last_admin`` (the last enabled admin)."""
+    ``reason`` is ``self`` (disabling oneself), ``last_admin`` (disabling the last enabled
+    admin), ``own_admin_role`` or ``last_admin_role`` (removing one's own ``admin`` role,
+    or the last enabled admin's)."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -78,19 +82,52 @@ class AccountActionRefused(Exception):
 ADMIN_ROLE = "admin"
 
 
-def is_admin_row():
+def is_admin_row(table=User):
     """SQL: the account holds the ``admin`` role (``roles`` is a JSON list of strings)."""
-    return cast(User.roles, String).like('%"' + ADMIN_ROLE + '"%')
+    return cast(table.roles, String).like('%"' + ADMIN_ROLE + '"%')
 
 
 def enabled_admin_ids(*, lock: bool = False) -> list[int]:
     """The enabled accounts holding ``admin``; ``lock`` takes their rows (PostgreSQL
-    ``FOR UPDATE``, in id order): two operators disabling each other at once are
-    serialised, and the second sees the first's result (SQLite has one writer)."""
+    ``FOR UPDATE``, in id order): two operators changing admins at once are serialised,
+    and the second one's next statement sees the first's result."""
     statement = select(User.id).where(User.disabled.is_(False), is_admin_row()).order_by(User.id)
     if lock:
         statement = statement.with_for_update()
     return list(db.session.scalars(statement))
+
+
+def keep_an_admin(user: User, **values) -> bool:
+    """Write ``values`` on ``user``'s row (a change that may leave it no enabled admin:
+    disabled, or its ``admin`` role gone) only if the portal keeps an enabled admin:
+    the row is no enabled admin now, or another enabled admin remains. False, nothing
+    written, otherwise.
+
+    The check is the UPDATE's own condition, not a read before it: two admins disabling
+    each other (or removing each other's role) at the same moment must not both win.
+    SQLite lets one writer in at a time and evaluates it under the write lock; on
+    PostgreSQL the admins' rows are locked first (``enabled_admin_ids``), so that the
+    UPDATE, a statement later, sees the other operator's committed change. Not
+    committed: the caller's step commits (docs/CONVENTIONS.md, convention 17)."""
+    enabled_admin_ids(lock=True)
+    other = aliased(User)
+    another_admin = exists().where(
+        other.id != user.id, other.disabled.is_(False), is_admin_row(other)
+    )
+    done = db.session.execute(
+        update(User)
+        .where(
+            User.id == user.id,
+            or_(User.disabled.is_(True), ~is_admin_row(), another_admin),
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    if done.rowcount != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(user, name, value)
+    return True
 
 
 def disable_account(user: User, *, actor: User | None = None) -> int:
@@ -101,10 +138,9 @@ def disable_account(user: User, *, actor: User | None = None) -> int:
     (``AccountActionRefused``): the portal keeps someone who can undo it."""
     if actor is not None and actor.id == user.id:
         raise AccountActionRefused("self")
-    if ADMIN_ROLE in user.roles and enabled_admin_ids(lock=True) == [user.id]:
+    if not keep_an_admin(user, disabled=True):
         db.session.rollback()
         raise AccountActionRefused("last_admin")
-    user.disabled = True
     ended = sign_out_everywhere(user, "account_disabled")
     audit.record(
         "account.disabled", user_id=user.id, actor_id=actor.id if actor else None, commit=False

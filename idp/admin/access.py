@@ -18,6 +18,7 @@ from ..oidc.acr import PSC_ACR
 
 # Where to come back to after the sign-in or the step-up (``flow.console_target``).
 NEXT = "console_next"
+PSC_SKEW_SECONDS = 60  # as ``idp.psc.upstream.LEEWAY_SECONDS`` for PSC's ``exp``
 
 
 def code_is_fresh(sso: SsoSession) -> bool:
@@ -25,7 +26,9 @@ def code_is_fresh(sso: SsoSession) -> bool:
     Santé Connect (a level above the code) vouched for the user that recently."""
     limit = current_app.config["IDP"]["admin"]["max_session_minutes"] * 60
     if sso.acr == PSC_ACR and sso.psc_id_token:
-        return clock.now() - sso.auth_time <= limit
+        # PSC's ``auth_time``, as its ID token says: one in the future (a clock ahead, or
+        # a bug) would keep the console open until then, so only a minute's skew counts.
+        return -PSC_SKEW_SECONDS <= clock.now() - sso.auth_time <= limit
     acr_ok = sso.acr == current_app.config["IDP"]["acr"]["mfa"]
     return acr_ok and sso.code_at is not None and clock.now() - sso.code_at <= limit
 

@@ -20,6 +20,7 @@ from ..account.passwords import (
     ADMIN_ROLE,
     AccountActionRefused,
     disable_account,
+    keep_an_admin,
     unlock_account,
 )
 from ..auth import remember, sessions
@@ -62,10 +63,12 @@ def _prefix(column, key: str):
     exact under a code-point order (SQLite's BINARY, PostgreSQL's C or C.UTF-8
     collation; docs/OPERATING.md). No LIKE beside it: PostgreSQL then misjudges how many
     rows match and sorts all of them instead of reading the index in order."""
-    last = ord(key[-1])
-    if last >= 0x10FFFF:  # no code point above it: everything from ``key`` on
+    following = ord(key[-1]) + 1
+    if following > 0x10FFFF:  # no code point above it: everything from ``key`` on
         return column >= key
-    return and_(column >= key, column < key[:-1] + chr(last + 1))
+    if 0xD800 <= following <= 0xDFFF:  # surrogates: no text holds one, no driver sends one
+        following = 0xE000
+    return and_(column >= key, column < key[:-1] + chr(following))
 
 
 def search_users(query: str, page: int = 1, per_page: int = PER_PAGE) -> SearchPage:
@@ -181,13 +184,16 @@ def configured_roles() -> list[str]:
 def set_roles(user: User, chosen: list[str], *, actor: User | None = None) -> tuple[list, list]:
     """The roles ticked among the configured ones (``[roles]``); roles the configuration
     does not name are kept. A role in ``[mfa] required_roles`` asks the code from the
-    next sign-in on. An admin never removes their own ``admin`` role. Returns
-    (added, removed)."""
+    next sign-in on. An admin never removes their own ``admin`` role, nor the last
+    enabled admin's (``AccountActionRefused``). Returns (added, removed)."""
     known = set(configured_roles())
     wanted = (set(chosen) & known) | (set(user.roles) - known)
     if actor is not None and actor.id == user.id and ADMIN_ROLE not in wanted:
         raise AccountActionRefused("own_admin_role")
     added, removed = sorted(wanted - set(user.roles)), sorted(set(user.roles) - wanted)
+    if ADMIN_ROLE in removed and not keep_an_admin(user, roles=sorted(wanted)):
+        db.session.rollback()  # two admins removing each other's role at once: one wins
+        raise AccountActionRefused("last_admin_role")
     if added or removed:
         user.roles = sorted(wanted)
         audit.record(

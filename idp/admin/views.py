@@ -35,7 +35,17 @@ def _refusal(reason: str) -> str:
         "self": _("You cannot disable your own account."),
         "last_admin": _("This is the last enabled administrator: it cannot be disabled."),
         "own_admin_role": _("You cannot remove your own administrator role."),
+        "last_admin_role": _(
+            "This is the last enabled administrator: their administrator role cannot be removed."
+        ),
     }.get(reason, _("This action was refused."))
+
+
+def _number(text: str) -> int | None:
+    """A page number or an event id from the query string, or None: ASCII digits only
+    (``str.isdigit`` also accepts "²", which ``int`` refuses) and at most 18 of them
+    (a BIGINT; SQLite refuses a larger integer, and ``int`` one of 4,300 digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
 
 
 def _role_choices() -> list[tuple[str, str]]:
@@ -64,7 +74,7 @@ def users():
         status = 400
     query = request.args.get("q", "")[:254]
     page_number = request.args.get("page", "1")
-    page = accounts.search_users(query, int(page_number) if page_number.isdigit() else 1)
+    page = accounts.search_users(query, _number(page_number) or 1)
     return render_template("admin/users.html", form=form, query=query, page=page), status
 
 
@@ -80,7 +90,10 @@ def _invite(form: NewUserForm) -> bool:
             form.email.data,
             name=form.name.data or "",
             profession=form.profession.data or "",
-            roles=list(form.roles.data or []),
+            # Only the roles the form offers (the ``[roles]`` configured): a forged
+            # value such as 'x", "admin' would read as ``admin`` to the SQL that counts
+            # the enabled admins (``passwords.is_admin_row``) while granting nothing.
+            roles=[role for role in form.roles.data or [] if role in accounts.configured_roles()],
             actor=access.admin(),
         )
     except accounts.UserError as exc:
@@ -324,7 +337,7 @@ def audit():
                 mimetype="text/csv",
                 headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
             )
-        rows, next_before = audit_log.page(filters, int(before) if before.isdigit() else None)
+        rows, next_before = audit_log.page(filters, _number(before))
     except audit_log.FilterError as bad:
         return render_template(
             "admin/audit.html", filters=filters, rows=[], next_before=None, bad=bad.field

@@ -13,6 +13,8 @@ once; nothing afterwards can change it (SECURITY.md, "The second factor").
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from flask import current_app, flash, redirect, render_template, url_for
 from flask_babel import gettext as _
 
@@ -229,13 +231,27 @@ def complete(
 
 def _console_target(user: User) -> str:
     """After a sign-in or step-up without an RP: the operator console page that asked
-    for it (``idp.admin.access``) for an administrator, else the account console."""
+    for it (``idp.admin.access``) for an administrator, else the account console.
+
+    ``console_next`` is the decoded path of a page anyone can make a browser ask for
+    before it signs in: it must stay a console page once the browser reads it from
+    ``Location``. No ``//`` or backslash (another host); no control character (a header
+    cannot hold a newline: each sign-in of that browser would fail); no ``.`` or ``..``
+    segment, also written ``%2e`` (the browser resolves them:
+    ``/admin/users/..%2F..%2Flogout`` would lead out of the console)."""
     from flask import session
 
     path = session.get("console_next")
-    if "admin" in user.roles and isinstance(path, str) and path.startswith("/admin/"):
-        if "//" not in path and "\\" not in path:
-            return path
+    if "admin" not in user.roles or not isinstance(path, str) or not path.isprintable():
+        return url_for("account.home")
+    segments = path.partition("?")[0].split("/")
+    if (
+        path.startswith("/admin/")
+        and "//" not in path
+        and "\\" not in path
+        and not any(unquote(segment) in (".", "..") for segment in segments)
+    ):
+        return path
     return url_for("account.home")
 
 
