@@ -301,3 +301,26 @@ def test_the_user_can_remove_the_link_from_the_console(login, psc, app):
         alice = db.session.scalars(select(User).filter_by(username="alice")).one()
         assert alice.national_id is None and alice.psc_sub is None
         assert "psc.unlinked_by_user" in db.session.scalars(select(AuditEvent.event)).all()
+
+
+def test_a_login_that_expired_while_at_psc_is_not_completed(login, psc, app, frozen_clock):
+    """The callback of a login past its lifetime exchanges nothing and signs nobody in."""
+    started = press_psc(login, login.authorize().location)
+    state = query_of(started.location)["state"]
+    frozen_clock.advance(app.config["IDP"]["session"]["login_minutes"] * 60 + 1)
+    late = login.client.get(f"/login/psc/callback?state={state}&code=code-1")
+    assert late.status_code == 400 and psc.codes == []
+
+
+def test_another_psc_subject_for_the_same_number_is_audited(login, psc, app):
+    with app.app_context():
+        alice = db.session.scalars(select(User).filter_by(username="alice")).one()
+        alice.psc_sub = "an-earlier-psc-subject"
+        db.session.commit()
+    back, _ = psc_round_trip(login, login.authorize().location)
+    assert back.status_code == 302
+    with app.app_context():
+        alice = db.session.scalars(select(User).filter_by(username="alice")).one()
+        assert alice.psc_sub == "psc-sub-1"
+        events = db.session.scalars(select(AuditEvent.event)).all()
+        assert "psc.subject_changed" in events

@@ -217,3 +217,36 @@ def test_user_add_takes_a_national_id_checked_and_unique(idp):
     assert code != 0 and "RPPS" in err
     listed = json.loads(idp("user", "list", "--json")[1])["users"]
     assert [u["national_id"] for u in listed] == [RPPS]
+
+
+@pytest.mark.parametrize("auth_time", [int(time.time()) + 3600, 10**12, 12, "1700000000", True])
+def test_an_implausible_auth_time_is_refused(upstream, key, auth_time):
+    """It becomes the session's auth_time, which RPs compare with max_age."""
+    with pytest.raises(PscRefused, match="auth_time"):
+        upstream.check_id_token(signed(key, auth_time=auth_time), "n-1")
+
+
+def test_without_auth_time_the_id_token_issue_time_is_used(upstream, key):
+    issued = int(time.time()) - 30
+    raw = signed(key, auth_time=None, iat=issued)
+    checked = upstream.check_id_token(raw, "n-1")
+    assert Upstream._identity(raw, checked, {"sub": checked["sub"]}).auth_time == issued
+
+
+def test_hs256_is_refused_when_we_authenticate_with_a_private_key(tmp_path, key):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    path = tmp_path / "psc.key"
+    path.write_bytes(pem)
+    found = Upstream(psc_settings(private_key_file=str(path)))
+    found._keys, found._keys_at = KeySet([key]), time.monotonic()
+    hs = jwt.encode({"alg": "HS256"}, claims(), OctKey.import_key(SECRET))
+    with pytest.raises(PscRefused):
+        found.check_id_token(hs, "n-1")
+    assert found.check_id_token(signed(key), "n-1")["sub"] == "f:psc:123"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from flask import current_app
 from sqlalchemy import select, update
 
-from .. import audit
+from .. import audit, clock
 from ..account import identity as identity_rules
 from ..auth import transaction
 from ..crypto import random_token, sha256_hex
@@ -103,6 +103,8 @@ def claim(state: str, browser_hash: str) -> Pending | None:
     ).first()
     if tx is None or tx.browser_hash != browser_hash or tx.user_id is not None:
         return None
+    if tx.expires_at <= clock.now():  # the login expired while the user was at PSC
+        return None
     nonce, verifier = tx.psc_nonce, tx.psc_verifier
     taken = db.session.execute(
         update(LoginTransaction)
@@ -134,6 +136,10 @@ def account_for(identity: Identity) -> User:
     if user is None or user.disabled:
         raise NotLinked()
     if user.psc_sub != identity.sub:
+        if user.psc_sub is not None:  # another PSC subject for the same national identifier
+            audit.record(
+                "psc.subject_changed", user_id=user.id, commit=False, psc_sub=identity.sub[:64]
+            )
         user.psc_sub = identity.sub
     return user
 

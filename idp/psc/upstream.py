@@ -228,6 +228,10 @@ class Upstream:
             raise PscRefused("id_token: azp")
         if not self.meets_level(claims.get("acr")):
             raise PscRefused(f"acr below {self.settings['acr_values']}")
+        auth_time = claims.get("auth_time", claims.get("iat"))
+        if auth_time is not None and not _plausible_time(auth_time):
+            # It becomes our session's auth_time, which RPs compare with max_age.
+            raise PscRefused("id_token: auth_time")
         return claims
 
     def meets_level(self, acr) -> bool:
@@ -247,7 +251,12 @@ class Upstream:
             raise PscRefused("not a JWS") from exc
         alg, kid = header.get("alg"), header.get("kid")
         try:
-            if alg == "HS256" and self.settings["client_secret"]:
+            # HS256 only where the secret is how we authenticate (not with private_key_jwt).
+            if (
+                alg == "HS256"
+                and self.settings["client_secret"]
+                and not self.settings["private_key_file"]
+            ):
                 key = OctKey.import_key(self.settings["client_secret"])
                 return dict(jwt.decode(raw, key, algorithms=["HS256"]).claims)
             if alg not in ASYMMETRIC or (kid is not None and not isinstance(kid, str)):
@@ -305,8 +314,8 @@ class Upstream:
         amr = claims.get("amr")
         if not (isinstance(amr, list) and amr and all(isinstance(v, str) for v in amr)):
             amr = ["mfa"]
-        auth_time = claims.get("auth_time")
-        if not isinstance(auth_time, int) or isinstance(auth_time, bool):
+        auth_time = claims.get("auth_time", claims.get("iat"))  # plausible: check_id_token
+        if not _plausible_time(auth_time):
             auth_time = clock.now()
         name_id = info.get("SubjectNameID") or claims.get("SubjectNameID") or ""
 
@@ -339,3 +348,11 @@ class Upstream:
                 ("client_id", self.settings["client_id"]),
             ],
         )
+
+
+def _plausible_time(value) -> bool:
+    """Epoch seconds no later than now (with the leeway) and after 2000: a time PSC could
+    have authenticated the user at, which fits our columns."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return 946_684_800 <= value <= clock.now() + LEEWAY_SECONDS
