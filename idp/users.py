@@ -13,6 +13,7 @@ not let a user change the address (README, "The account console").
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from contextlib import suppress
 
@@ -148,6 +149,9 @@ def find_by_username(username: str) -> User | None:
     ).first()
 
 
+ROLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
 def create_user(
     username: str,
     email: str,
@@ -190,6 +194,10 @@ def add_user(
     signs in until the invitation's link sets one (docs/OPERATING.md)."""
     username = unicodedata.normalize("NFC", username.strip())
     national_id = _checked_national_id(national_id)
+    if any(not ROLE_NAME.fullmatch(role) for role in roles or []):
+        # Roles are matched in SQL as '"<role>"' inside the JSON list (the last-admin
+        # rule, idp.account.passwords.is_admin_row): 'x", "admin' would pass for admin.
+        raise UserError("a role is letters, digits, '_', '-', '.' or ':' (64 at most)")
     if not username or invisible_characters(username) or "@" in identity_key(username):
         raise UserError(
             "the identifier must be non-empty, without '@', spaces, control or invisible characters"

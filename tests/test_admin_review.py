@@ -271,3 +271,18 @@ def test_a_pro_sante_connect_time_in_the_future_does_not_keep_the_console_open(a
         assert not code_is_fresh(psc)
         psc.auth_time = now + 30  # PSC's clock a little ahead
         assert code_is_fresh(psc)
+
+
+def test_a_role_that_could_pass_for_admin_in_sql_is_refused_by_the_cli_too(idp):
+    """``idp user add --role`` stores what it is given: a role holding a quote would
+    match the SQL that counts enabled admins (the last-admin rule) without being one."""
+    code, _, err = idp(
+        "user", "add", "phantom", "--email", "phantom@exemple.fr", "--role", 'x", "admin',
+        "--password-stdin", input="Vicodin-4-Ever!\n",
+    )  # fmt: skip
+    assert code != 0 and "role" in err
+    code, _, _ = idp(
+        "user", "add", "fine", "--email", "fine@exemple.fr", "--role", "patient_data",
+        "--role", "org:cardio-2", "--password-stdin", input="Vicodin-4-Ever!\n",
+    )  # fmt: skip
+    assert code == 0
