@@ -51,7 +51,9 @@ def create_app(config: str | os.PathLike | Mapping[str, Any] | None = None) -> F
     oidc_server.init_app(app)
     web.init_app(app)
     outbox.init_app(app)
-    published.install(app, app.extensions["idp_oidc"].keyring, web.SECURITY_HEADERS)
+    published.install(
+        app, app.extensions["idp_oidc"].keyring, {**web.SECURITY_HEADERS, **web.CORS_HEADERS}
+    )
     if proxies := settings["trusted_proxies"]:  # outermost: every layer sees the client's scheme
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -18,6 +18,12 @@ def request_id() -> str | None:
     return g.get("request_id") if has_request_context() else None
 
 
+def request_id_for(incoming: str) -> str:
+    """The caller's ``X-Request-Id`` when it is a plain token (a proxy's), else a fresh one."""
+    ok = incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum()
+    return incoming if ok else secrets.token_hex(8)
+
+
 def init_app(app: Flask) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(
@@ -32,9 +38,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _assign_request_id() -> None:
-        incoming = request.headers.get("X-Request-Id", "")
-        ok = incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum()
-        g.request_id = incoming if ok else secrets.token_hex(8)
+        g.request_id = request_id_for(request.headers.get("X-Request-Id", ""))
 
     @app.after_request
     def _echo_request_id(response):

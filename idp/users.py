@@ -152,28 +152,10 @@ def find_by_username(username: str) -> User | None:
 ROLE_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
 
-def create_user(
-    username: str,
-    email: str,
-    password: str | None,
-    *,
-    name: str = "",
-    profession: str = "",
-    roles: list[str] | None = None,
-    backup_phone: str | None = None,
-    national_id: str | None = None,
-) -> User:
-    """Create and commit an account (``idp user add``); see ``add_user``."""
-    user = add_user(
-        username,
-        email,
-        password,
-        name=name,
-        profession=profession,
-        roles=roles,
-        backup_phone=backup_phone,
-        national_id=national_id,
-    )
+def create_user(username: str, email: str, password: str | None, **fields) -> User:
+    """Create and commit an account (``idp user add``); ``fields`` and the checks are
+    ``add_user``'s."""
+    user = add_user(username, email, password, **fields)
     commit_new_user()
     return user
 

@@ -34,6 +34,12 @@ CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self' http: https:; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+# Browser-based RPs (public clients) call these directly; no cookies are used.
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Allow-Methods": "GET, POST",
+}
 # On every answer (``_harden``; ``idp.oidc.published`` for discovery and JWKS).
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
@@ -172,10 +178,7 @@ def _harden(response):
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
     if request.path in _CORS_PATHS:
-        # Browser-based RPs (public clients) call these directly; no cookies are used.
-        headers["Access-Control-Allow-Origin"] = "*"
-        headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-        headers["Access-Control-Allow-Methods"] = "GET, POST"
+        headers.update(CORS_HEADERS)
     if request.is_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")
     return response

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from collections.abc import Callable
 
+from ..logs import request_id_for
 from .discovery import provider_metadata
 from .keys import JWKS_MAX_AGE
 
@@ -47,12 +47,12 @@ class Document:
 
 
 class PublishedDocuments:
-    """The WSGI middleware; ``security_headers`` are those ``idp.web`` sets on every answer."""
+    """The WSGI middleware; ``headers``: the security and CORS headers ``idp.web`` sets."""
 
-    def __init__(self, wsgi_app, documents: dict[str, Document], security_headers: dict):
+    def __init__(self, wsgi_app, documents: dict[str, Document], headers: dict):
         self.wsgi_app = wsgi_app
         self.documents = documents
-        self.headers = [*security_headers.items(), *_CORS.items()]
+        self.headers = list(headers.items())
 
     def __call__(self, environ, start_response):
         document = self.documents.get(environ.get("PATH_INFO", ""))
@@ -63,7 +63,7 @@ class PublishedDocuments:
         headers = [
             ("ETag", etag),
             ("Cache-Control", document.cache_control),
-            ("X-Request-Id", _request_id(environ)),
+            ("X-Request-Id", request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))),
             *self.headers,
         ]
         if environ.get("wsgi.url_scheme") == "https":
@@ -76,28 +76,13 @@ class PublishedDocuments:
         return [b"" if method == "HEAD" else body]
 
 
-_CORS = {  # browser-based RPs read both documents directly (idp.web._harden)
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type",
-    "Access-Control-Allow-Methods": "GET, POST",
-}
-
-
 def _matches(if_none_match: str, etag: str) -> bool:
     """RFC 9110 §13.1.2: weak comparison, any of a comma-separated list, or ``*``."""
     tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
     return etag in tags or "*" in tags
 
 
-def _request_id(environ) -> str:
-    """As ``idp.logs``: the caller's id when it is a plain token, else a fresh one."""
-    incoming = environ.get("HTTP_X_REQUEST_ID", "")
-    if incoming and len(incoming) <= 64 and incoming.replace("-", "").isalnum():
-        return incoming
-    return secrets.token_hex(8)
-
-
-def install(app, keyring, security_headers: dict) -> None:
+def install(app, keyring, headers: dict) -> None:
     """Wrap ``app.wsgi_app`` (inside ``ProxyFix``: set up before it, it sees the
     client's scheme)."""
     metadata = provider_metadata(app.config["IDP"])
@@ -106,4 +91,4 @@ def install(app, keyring, security_headers: dict) -> None:
         DISCOVERY_PATH: Document(lambda: metadata, DISCOVERY_MAX_AGE),
         JWKS_PATH: Document(keyring.public_jwks, JWKS_MAX_AGE),
     }
-    app.wsgi_app = PublishedDocuments(app.wsgi_app, documents, security_headers)
+    app.wsgi_app = PublishedDocuments(app.wsgi_app, documents, headers)
