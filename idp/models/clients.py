@@ -6,7 +6,7 @@ import hashlib
 import hmac
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
-from sqlalchemy import JSON, BigInteger, String
+from sqlalchemy import JSON, BigInteger, String, bindparam, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import clock
@@ -117,3 +117,20 @@ class Client(db.Model, ClientMixin):
 
     def __repr__(self) -> str:
         return f"<Client {self.client_id}>"
+
+
+_BY_CLIENT_ID = select(Client.__table__).where(
+    Client.__table__.c.client_id == bindparam("client_id")
+)
+
+
+def read_client(client_id: str) -> Client | None:
+    """The client as registered now, for the protocol endpoints, which only read it.
+
+    One Core SELECT, and a new ``Client`` built from the row, never attached to
+    the session: loading it through the ORM cost a fifth of a refresh grant
+    (bench/profile_refresh.py). The operator's changes (``idp.clients``) load
+    their own, attached row.
+    """
+    row = db.session.execute(_BY_CLIENT_ID, {"client_id": client_id}).first()
+    return None if row is None else Client(**row._mapping)

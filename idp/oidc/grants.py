@@ -26,7 +26,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
 from ..models import AuthorizationCode, Client, Token, User, db, use_once
-from ..models.tokens import revoke_tokens
+from ..models.tokens import (
+    RefreshGrant,
+    find_refresh,
+    hold_in_grace,
+    hold_live,
+    retire_refresh,
+    revocation_state,
+    revoke_tokens,
+)
 from .claims import id_token_claims
 
 log = logging.getLogger("idp.oidc")
@@ -45,6 +53,16 @@ class GrantUser:
 
     def get_user_id(self) -> int:
         return self.user.id
+
+
+@dataclass(frozen=True)
+class TokenOwner:
+    """Whom a refresh is for: the grant needs only the id (the read found them enabled)."""
+
+    id: int
+
+    def get_user_id(self) -> int:
+        return self.id
 
 
 def revoke_family(family_id: str) -> None:
@@ -187,13 +205,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     def _grace_seconds(self) -> int:
         return current_app.config["IDP"]["tokens"]["refresh_reuse_seconds"]
 
-    def _validate_token_scope(self, token: Token) -> None:
+    def _validate_token_scope(self, token: RefreshGrant) -> None:
         """A refresh may narrow the scope, within what was granted (RFC 6749 §6)."""
         requested = set(scope_to_list(self.request.payload.scope or ""))
         if not requested <= set(scope_to_list(token.grant_scope)):
             raise InvalidScopeError()
 
-    def issue_token(self, user: User, refresh_token: Token) -> dict:
+    def issue_token(self, user: TokenOwner, refresh_token: RefreshGrant) -> dict:
         """Without a ``scope`` parameter the new tokens get the whole grant back.
 
         A client registered with ``--no-rotate`` (confidential only) gets no new
@@ -204,11 +222,9 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         rotate = self.INCLUDE_NEW_REFRESH_TOKEN and self.request.client.rotate_refresh_token
         return self.generate_token(user=user, scope=scope, include_refresh_token=rotate)
 
-    def authenticate_refresh_token(self, refresh_token: str) -> Token | None:
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshGrant | None:
         """A live token, or one rotated within the grace; any other retired one is theft."""
-        row = db.session.scalars(
-            select(Token).where(Token.refresh_token_hash == sha256_hex(refresh_token))
-        ).first()
+        row = find_refresh(sha256_hex(refresh_token))
         if row is None:
             return None
         if row.is_refresh_usable() or row.in_reuse_grace(self._grace_seconds):
@@ -217,13 +233,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             _refresh_replayed(row.id, row.family_id, row.user_id, row.client_id)
         return None
 
-    def authenticate_user(self, refresh_token: Token) -> User:
-        user = db.session.get(User, refresh_token.user_id)
-        if user is None or user.disabled:
+    def authenticate_user(self, refresh_token: RefreshGrant) -> TokenOwner:
+        if refresh_token.user_disabled:
             raise InvalidGrantError("The account behind this refresh token is disabled.")
-        return user
+        return TokenOwner(refresh_token.user_id)
 
-    def revoke_old_credential(self, refresh_token: Token) -> None:
+    def revoke_old_credential(self, refresh_token: RefreshGrant) -> None:
         """Retire the presented token (compare-and-set) and commit the whole refresh.
 
         With rotation, exactly one request retires a live token; any other one
@@ -238,16 +253,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         owner = (refresh_token.user_id, refresh_token.client_id)
         now = clock.now()
         rotate = self.request.client.rotate_refresh_token
-        live = (Token.id == token_id, Token.refresh_revoked.is_(False))
         if rotate:
-            retired = db.session.execute(
-                update(Token)
-                .where(*live)
-                .values(refresh_revoked=True, access_revoked=True, refresh_rotated_at=now)
-            ).rowcount
-            ok = retired == 1 or self._still_in_grace(token_id, now)
+            ok = retire_refresh(token_id, now) or self._still_in_grace(token_id, now)
         else:
-            ok = self._touch(*live)
+            ok = hold_live(token_id)
         if not ok:
             if rotate:  # lost a race with grace disabled or over: the grant is compromised
                 _refresh_replayed(token_id, family_id, *owner)
@@ -259,21 +268,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def _still_in_grace(self, token_id: int, now: int) -> bool:
         grace = self._grace_seconds
-        return grace > 0 and self._touch(
-            Token.id == token_id,
-            Token.refresh_rotated_at.is_not(None),
-            Token.refresh_rotated_at > now - grace,
-            Token.refresh_expires_at > now,
-        )
-
-    @staticmethod
-    def _touch(*conditions) -> bool:
-        """A write that changes nothing, conditioned on the state the refresh relies on:
-        it holds the row (PostgreSQL row lock, SQLite write lock) until the commit."""
-        touched = db.session.execute(
-            update(Token).where(*conditions).values(refresh_rotated_at=Token.refresh_rotated_at)
-        )
-        return touched.rowcount == 1
+        return grace > 0 and hold_in_grace(token_id, now, grace)
 
     @staticmethod
     def _revoke_if_revoked_meanwhile(token_id: int, family_id: str) -> None:
@@ -285,9 +280,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         into an error whose retry would find the presented token already retired.
         """
         try:
-            revoked, rotated_at = db.session.execute(
-                select(Token.refresh_revoked, Token.refresh_rotated_at).where(Token.id == token_id)
-            ).one()
+            revoked, rotated_at = revocation_state(token_id)
             if revoked and rotated_at is None:
                 revoke_tokens(Token.family_id == family_id)
                 db.session.commit()

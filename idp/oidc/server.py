@@ -31,6 +31,8 @@ from sqlalchemy.orm import joinedload
 from .. import audit, clock
 from ..crypto import random_token, sha256_hex
 from ..models import Client, Token, db
+from ..models.clients import read_client
+from ..models.tokens import insert_token
 from .client_auth import METHOD as PRIVATE_KEY_JWT
 from .client_auth import PrivateKeyJWT
 from .endpoints import EndSession, Introspection, Revocation, UserInfo
@@ -123,9 +125,7 @@ class Server(AuthorizationServer):
         self.private_key_jwt = PrivateKeyJWT(settings["issuer"])
 
     def query_client(self, client_id: str) -> Client | None:
-        if not client_id:
-            return None
-        return db.session.scalars(select(Client).where(Client.client_id == client_id)).first()
+        return read_client(client_id) if client_id else None
 
     def save_token(self, token: dict, request) -> None:
         """Store hashes only; lineage (family, session, acr…) comes from the code or parent."""
@@ -137,7 +137,7 @@ class Server(AuthorizationServer):
             refresh_expires_at = parent.refresh_expires_at
         else:
             refresh_expires_at = clock.now() + days * 86400 if refresh else None
-        row = Token(
+        insert_token(
             client_id=request.client.client_id,
             user_id=request.user.id,
             access_token_hash=sha256_hex(token["access_token"]),
@@ -155,7 +155,6 @@ class Server(AuthorizationServer):
             amr=list(source.amr),
             claims_request=source.claims_request,
         )
-        db.session.add(row)
         audit.record(
             "token.issued",
             user_id=request.user.id,
