@@ -75,6 +75,7 @@ class Stats:
     elapsed: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    server_cpu: float | None = None  # seconds of CPU the server's workers spent meanwhile
 
     @property
     def rate(self) -> float:
@@ -283,14 +284,28 @@ def gunicorn(
             process.wait()
 
 
-def worker_rss_mib(master: int) -> list[float]:
-    """Peak resident memory (VmHWM) of each worker of a gunicorn master."""
+def worker_pids(master: int) -> list[str]:
     try:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        return Path(f"/proc/{master}/task/{master}/children").read_text().split()
     except OSError:
         return []
+
+
+def workers_cpu_seconds(master: int) -> float:
+    """User + system CPU time the workers of a gunicorn master have used (all threads)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in worker_pids(master):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (stat fields 14, 15)
+    return total / ticks
+
+
+def worker_rss_mib(master: int) -> list[float]:
+    """Peak resident memory (VmHWM) of each worker of a gunicorn master."""
     peaks = []
-    for pid in children:
+    for pid in worker_pids(master):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -620,10 +635,24 @@ def verify_id_token(bench: Bench, keys, client: Client, id_token: str, nonce: st
 
 
 def node_rows(
-    bench: Bench, mailbox, workers: int, seconds: float, quick: bool, only: list[str]
+    bench: Bench,
+    mailbox,
+    workers: int,
+    seconds: float,
+    quick: bool,
+    only: list[str],
+    master: int,
 ) -> dict:
     """Every per-node figure for ``workers`` workers (the node must be serving);
-    ``only``: the rows whose name contains one of these words (all if empty)."""
+    ``only``: the rows whose name contains one of these words (all if empty).
+    Each row also gets the CPU the workers spent per operation (``cpu_ms``): with
+    the rate, it tells work from waiting (locks, sleeps, an idle core)."""
+
+    def timed(op, **kwargs) -> Stats:
+        before = workers_cpu_seconds(master)
+        stats = load(op, **kwargs)
+        stats.server_cpu = workers_cpu_seconds(master) - before
+        return stats
 
     def want(name: str) -> bool:
         return not only or any(word in name for word in only)
@@ -645,16 +674,18 @@ def node_rows(
             "ops": stats.ops,
             "errors": len(stats.errors),
             "first_error": stats.errors[0] if stats.errors else None,
+            "cpu_ms": 1000 * stats.server_cpu / stats.ops if stats.ops else None,
         }
         print(
             f"  {name:<28} {stats.rate:8.1f}/s  p50 {stats.pct(0.5) or 0:7.1f} ms  "
-            f"p99 {stats.pct(0.99) or 0:7.1f} ms  errors {len(stats.errors)}",
+            f"p99 {stats.pct(0.99) or 0:7.1f} ms  server CPU "
+            f"{fmt(out[name]['cpu_ms'], '6.2f')} ms/op  errors {len(stats.errors)}",
             flush=True,
         )
 
     for path, name in (("/.well-known/openid-configuration", "discovery"), ("/jwks.json", "jwks")):
         if want(name):
-            record(name, load(lambda i, p=path: conns[i].get(p), threads=8, seconds=seconds))
+            record(name, timed(lambda i, p=path: conns[i].get(p), threads=8, seconds=seconds))
 
     browsers = [Browser(bench, mailbox) for _ in range(pw_threads)]
     rs = bench.clients["RS256"]
@@ -664,7 +695,7 @@ def node_rows(
         b.login(rs, "pw")
 
     if want("password POST"):
-        stats = load(password_post, threads=pw_threads, seconds=seconds * 1.5)
+        stats = timed(password_post, threads=pw_threads, seconds=seconds * 1.5)
         post = [s for b in browsers for s in b.post_seconds]
         # POSTs/s: the GETs around them are a few ms beside a hash; the latencies are the POSTs'.
         stats.latencies = post
@@ -676,10 +707,10 @@ def node_rows(
         verify_id_token(bench, keys, rs, tokens["id_token"], nonce)
 
     if want("login (password only)"):
-        stats = load(full_login, threads=pw_threads, seconds=seconds * 1.5)
+        stats = timed(full_login, threads=pw_threads, seconds=seconds * 1.5)
         record("login (password only)", stats)
     if want("login (password + e-mailed code)"):
-        stats = load(
+        stats = timed(
             lambda i: full_login(i, f"mfa{i}", f"mfa{i}@bench.example"),
             threads=min(pw_threads, MFA_USERS),
             seconds=seconds * 1.5,
@@ -699,7 +730,7 @@ def node_rows(
             sso[i].login(client, "pw")
             minted[i] += [sso[i].authorize_sso(client) for _ in range(per_thread)]
 
-        load(lambda i: None, threads=threads, seconds=0, setup=mint)
+        timed(lambda i: None, threads=threads, seconds=0, setup=mint)
         refresh: list[str | None] = [None] * threads
 
         def code_exchange(i: int, client=client, minted=minted, refresh=refresh) -> None:
@@ -708,7 +739,7 @@ def node_rows(
             code, _nonce, verifier = minted[i].pop()
             refresh[i] = exchange(conns[i], client, code, verifier)["refresh_token"]
 
-        stats = load(code_exchange, threads=threads, seconds=seconds)
+        stats = timed(code_exchange, threads=threads, seconds=seconds)
         if want(f"code exchange {alg}"):
             record(f"code exchange {alg}", stats)
 
@@ -721,7 +752,7 @@ def node_rows(
             refresh[i] = answer["refresh_token"]
 
         if want(f"refresh {alg}"):
-            record(f"refresh {alg}", load(refresh_grant, threads=threads, seconds=seconds))
+            record(f"refresh {alg}", timed(refresh_grant, threads=threads, seconds=seconds))
     return out
 
 
@@ -789,14 +820,17 @@ def hello_rows(seconds: float, workers: int, cpus, root: Path) -> dict:
         cwd=root,
         cpus=cpus,
         log=root / "hello.log",
-    ) as (_pid, port):
+    ) as (master, port):
         conns = [Conn(port) for _ in range(8)]
+        before = workers_cpu_seconds(master)
         stats = load(lambda i: conns[i].get("/"), threads=8, seconds=seconds)
+        cpu = workers_cpu_seconds(master) - before
     return {
         "rate": stats.rate,
         "per_worker": stats.rate / workers,
         "p50_ms": stats.pct(0.5),
         "p99_ms": stats.pct(0.99),
+        "cpu_ms": 1000 * cpu / stats.ops if stats.ops else None,
     }
 
 
@@ -820,7 +854,8 @@ def machine() -> dict:
 
 
 def table(results: dict) -> list[tuple]:
-    """(measure, workers, figure/s per worker, p50, p99, limit, limit/s, ratio)."""
+    """(measure [workers, users], figure/s per worker, p50, p99, server CPU ms per operation,
+    limit, limit/s, ratio)."""
     lim = results["limits"]
     rows: list[tuple] = []
     for run in results["runs"].values():
@@ -856,6 +891,7 @@ def table(results: dict) -> list[tuple]:
                     row["per_worker"],
                     row["p50_ms"],
                     row["p99_ms"],
+                    row.get("cpu_ms"),
                     limit_name,
                     limit,
                     row["per_worker"] / limit if limit else None,
@@ -874,14 +910,14 @@ def print_report(results: dict) -> list[str]:
         f"Python {results['machine']['python']}, SQLite {results['machine']['sqlite']}",
         f"argon2id: {results['argon2']}",
         "",
-        f"{'measure [workers, users]':<52} {'/s/worker':>9} {'p50 ms':>8} {'p99 ms':>8}  "
-        f"{'limit (same run)':<24} {'limit/s':>8} {'ratio':>6}",
+        f"{'measure [workers, users]':<52} {'/s/worker':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'CPU ms':>7}  {'limit (same run)':<24} {'limit/s':>8} {'ratio':>6}",
     ]
     lines.append("-" * len(lines[-1]))
-    for name, rate, p50, p99, limit_name, limit, ratio in table(results):
+    for name, rate, p50, p99, cpu_ms, limit_name, limit, ratio in table(results):
         lines.append(
-            f"{name:<52} {fmt(rate, '9.1f')} {fmt(p50, '8.1f')} {fmt(p99, '8.1f')}  "
-            f"{limit_name:<24} {fmt(limit, '8.1f')} {fmt(ratio, '6.2f')}"
+            f"{name:<52} {fmt(rate, '9.1f')} {fmt(p50, '8.1f')} {fmt(p99, '8.1f')} "
+            f"{fmt(cpu_ms, '7.2f')}  {limit_name:<24} {fmt(limit, '8.1f')} {fmt(ratio, '6.2f')}"
         )
     runs = results["runs"]
     if "1w" in runs and "2w" in runs:
@@ -992,7 +1028,11 @@ def main(argv: list[str] | None = None) -> None:
                 results["hello"][str(workers)] = hello_rows(
                     args.seconds, workers, server_cpu if workers == 1 else None, root
                 )
-            print(f"  Flask hello, {workers}w: {results['hello'][str(workers)]['rate']:.0f}/s")
+            hello = results["hello"][str(workers)]
+            print(
+                f"  Flask hello, {workers}w: {hello['rate']:.0f}/s, "
+                f"server CPU {fmt(hello['cpu_ms'], '.2f')} ms/op"
+            )
         bench = Bench(root, argon2, mailbox.port)
         bench.provision()
         users = bench.seed_users(1000)
@@ -1013,7 +1053,9 @@ def main(argv: list[str] | None = None) -> None:
             ) as (master, _port):
                 print(f"{key}: {workers} worker(s), {users:,} users", flush=True)
                 with pinned(client_cpu if workers == 1 else None):
-                    rows = node_rows(bench, mailbox, workers, args.seconds, args.quick, only)
+                    rows = node_rows(
+                        bench, mailbox, workers, args.seconds, args.quick, only, master
+                    )
                 run = {"workers": workers, "users": users, "rows": rows}
                 if key == "1w-large":  # only what the user table could slow down
                     keep = ("password POST", "login (password only)", "refresh RS256")

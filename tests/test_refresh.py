@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from idp.models import AuditEvent, Token, db
 from tests.actions import LoginActions
+from tests.conftest import PG_URL
 from tests.factories import make_client, make_user
 
 GRACE = 10  # the default [tokens] refresh_reuse_seconds
@@ -353,6 +354,14 @@ def before_the_recheck(app, action):
         event.remove(engine, "before_cursor_execute", hook)
 
 
+ONLY_POSTGRESQL = pytest.mark.skipif(
+    not PG_URL,
+    reason="the re-check is PostgreSQL's: on SQLite a revocation cannot miss the row "
+    "(test_on_sqlite_a_revocation_cannot_come_between_a_refresh_and_its_commit)",
+)
+
+
+@ONLY_POSTGRESQL
 def test_a_revocation_racing_a_refresh_reaches_the_tokens_it_gave(app, login, client, secret):
     """On PostgreSQL a family revocation waiting on the refresh's row lock cannot see the
     row that refresh inserted; the refresh looks again once committed (as for codes)."""
@@ -377,6 +386,7 @@ def test_a_revocation_racing_a_refresh_reaches_the_tokens_it_gave(app, login, cl
     )
 
 
+@ONLY_POSTGRESQL
 def test_a_failed_recheck_still_answers_the_committed_refresh(app, login, client, secret):
     """The refresh is committed: an error then must not make the client retry with a
     token already retired (with the grace off, that retry would revoke its grant)."""
@@ -390,3 +400,52 @@ def test_a_failed_recheck_still_answers_the_committed_refresh(app, login, client
     assert fired and answer.status_code == 200, answer.text
     assert _userinfo(client, answer.json["access_token"]) == 200
     assert _refresh(client, answer.json["refresh_token"], secret=secret).status_code == 200
+
+
+@pytest.mark.skipif(bool(PG_URL), reason="SQLite's locking; PostgreSQL re-checks instead")
+def test_on_sqlite_a_revocation_cannot_come_between_a_refresh_and_its_commit(
+    app, login, client, secret
+):
+    """Why SQLite needs no re-check: from the refresh's first write to its commit, a
+    family revocation (logout, ``/revoke``, a detected replay) cannot write at all;
+    it waits (``busy_timeout``), then reads the database as the commit left it, the
+    new tokens included."""
+    first = _grant(login, secret=secret)
+    with app.app_context():
+        engine = db.engine
+        family = db.session.scalars(select(Token.family_id)).one()
+    revoke = (
+        Token.__table__.update()
+        .where(Token.__table__.c.family_id == family)
+        .values(access_revoked=True, refresh_revoked=True, refresh_rotated_at=None)
+    )
+    attempts, refused = [], []
+
+    def revoke_without_waiting(conn):
+        if attempts:
+            return  # the refresh's commit only, once (not this revocation's own)
+        attempts.append(True)
+        with engine.connect() as other:
+            other.exec_driver_sql("PRAGMA busy_timeout=0")  # fail where it would wait
+            try:
+                other.execute(revoke)
+                other.commit()
+            except OperationalError as error:
+                refused.append(str(error.orig))
+            finally:
+                other.exec_driver_sql("PRAGMA busy_timeout=30000")
+
+    event.listen(engine, "commit", revoke_without_waiting)
+    try:
+        answer = _refresh(client, first["refresh_token"], secret=secret)
+    finally:
+        event.remove(engine, "commit", revoke_without_waiting)
+    assert answer.status_code == 200, answer.text
+    assert refused == ["database is locked"]  # it could only have waited for the commit
+
+    with engine.begin() as other:  # what it does once the refresh has committed
+        other.execute(revoke)
+    assert _userinfo(client, answer.json["access_token"]) == 401
+    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
+        "invalid_grant"
+    )
