@@ -1,8 +1,9 @@
-"""Where a refresh_token grant spends its time: pyinstrument (``[bench]`` extra), else cProfile.
+"""Where a token grant spends its time: pyinstrument (``[bench]`` extra), else cProfile.
 
 Provisions a provider like ``bench/perf.py`` (SQLite, cheap argon2: only the
 refresh is profiled), signs in once through the Flask test client, then runs
-``--count`` rotating refresh grants in this process under the profiler. No
+``--count`` rotating refresh grants (``--grant code``: authorization_code
+exchanges, the codes minted first) in this process under the profiler. No
 gunicorn: the HTTP server's own cost is the "Flask hello" row of ``make bench``.
 
     PYTHONPATH=. python bench/profile_refresh.py [--count 2000] [--alg RS256|ES256] [--all]
@@ -33,6 +34,12 @@ def main() -> None:
     parser.add_argument("--alg", choices=("RS256", "ES256"), default="RS256")
     parser.add_argument("--plain", action="store_true", help="no profiler: grants/s only")
     parser.add_argument("--all", action="store_true", help="pyinstrument: show library frames")
+    parser.add_argument(
+        "--grant",
+        choices=("refresh", "code"),
+        default="refresh",
+        help="code: authorization_code exchanges (codes minted first, outside the profile)",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="idp-profile-"))
     try:
@@ -68,7 +75,33 @@ def main() -> None:
 
         rp = app.test_client()  # the relying party's back channel: no browser cookies
 
-        def grants(count: int) -> None:
+        def mint(count: int) -> list[tuple[str, str]]:
+            """Codes from the browser's SSO session, each with its PKCE verifier."""
+            minted = []
+            for _ in range(count):
+                params, state, _nonce, verifier = auth_params(client)
+                answer = web.get("/authorize", query_string=params)
+                minted.append((code_of(answer.location, state, bench.issuer), verifier))
+            return minted
+
+        codes = mint(args.count + 50) if args.grant == "code" else []
+
+        def exchanges(count: int) -> None:
+            for _ in range(count):
+                code, verifier = codes.pop()
+                answer = rp.post(
+                    "/token",
+                    headers=basic,
+                    data={
+                        "grant_type": "authorization_code",
+                        "code": code,
+                        "redirect_uri": "http://127.0.0.1:9/callback",
+                        "code_verifier": verifier,
+                    },
+                )
+                assert "id_token" in answer.json, answer.text
+
+        def refreshes(count: int) -> None:
             nonlocal refresh
             for _ in range(count):
                 answer = rp.post(
@@ -78,6 +111,7 @@ def main() -> None:
                 )
                 refresh = answer.json["refresh_token"]
 
+        grants = exchanges if args.grant == "code" else refreshes
         grants(50)  # warm: imports, caches, the first statements
         try:
             from pyinstrument import Profiler
@@ -103,7 +137,7 @@ def main() -> None:
             elapsed = time.perf_counter() - t0
             pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
         print(
-            f"{args.count} refresh grants ({args.alg}) in {elapsed:.2f} s"
+            f"{args.count} {args.grant} grants ({args.alg}) in {elapsed:.2f} s"
             f"{'' if args.plain else ' under the profiler'}: "
             f"{args.count / elapsed:.0f}/s"
         )
