@@ -449,3 +449,81 @@ def test_on_sqlite_a_revocation_cannot_come_between_a_refresh_and_its_commit(
     assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
         "invalid_grant"
     )
+
+
+# -- review-tokens: the PostgreSQL re-check reads before the waiting revocation commits --
+
+
+@ONLY_POSTGRESQL
+def test_review_a_revocation_woken_by_the_refresh_commit_but_committing_after_the_recheck(
+    app, login, client, secret
+):
+    """A family revocation (logout, /revoke, password change) blocks on the row the
+    refresh retired. When the refresh commits, the revocation's UPDATE resumes (its
+    snapshot cannot see the new token), but its transaction still has work to do
+    before COMMIT (end_all_of: sessions, outbox, audit). The refresh's re-check is
+    one plain SELECT issued right after its own commit: it reads the last *committed*
+    state of the old row (retired, rotated_at set), not the revocation's pending one,
+    and lets the new tokens live. Here the revocation commits 0.3 s after the re-check
+    started; any ordering where it commits after the re-check read is the same."""
+    import time
+
+    first = _grant(login, secret=secret)
+    with app.app_context():
+        engine = db.engine
+        family = db.session.scalars(select(Token.family_id)).one()
+    revoke = (
+        Token.__table__.update()
+        .where(Token.__table__.c.family_id == family)
+        .values(access_revoked=True, refresh_revoked=True, refresh_rotated_at=None)
+    )
+    blocked, recheck_started, errors = threading.Event(), threading.Event(), []
+
+    def revoker():
+        try:
+            with engine.connect() as other:
+                other.execute(revoke)  # waits on the refresh's row lock
+                recheck_started.wait(5)
+                time.sleep(0.3)  # the rest of the revoking step
+                other.commit()
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+
+    thread = threading.Thread(target=revoker)
+
+    def on_commit(conn):
+        if thread.is_alive() or thread.ident is not None:
+            return
+        thread.start()
+        with engine.connect() as probe:  # until the revocation waits on our row lock
+            for _ in range(100):
+                waiting = probe.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                ).scalar()
+                probe.rollback()
+                if waiting:
+                    blocked.set()
+                    return
+                time.sleep(0.05)
+
+    def on_execute(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(
+            "SELECT TOKENS.REFRESH_REVOKED, TOKENS.REFRESH_ROTATED_AT"
+        ):
+            recheck_started.set()
+
+    event.listen(engine, "commit", on_commit)
+    event.listen(engine, "before_cursor_execute", on_execute)
+    try:
+        answer = _refresh(client, first["refresh_token"], secret=secret)
+    finally:
+        event.remove(engine, "commit", on_commit)
+        event.remove(engine, "before_cursor_execute", on_execute)
+        thread.join(10)
+    assert blocked.is_set() and recheck_started.is_set() and not errors, errors
+    assert answer.status_code == 200, answer.text
+    # The family was revoked: every token of it must be dead.
+    assert _userinfo(client, answer.json["access_token"]) == 401
+    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
+        "invalid_grant"
+    )
