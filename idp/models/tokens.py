@@ -216,8 +216,12 @@ _HOLD_IN_GRACE = (
     )
     .values(refresh_rotated_at=_tokens.c.refresh_rotated_at)
 )
-_REVOCATION_STATE = select(_tokens.c.refresh_revoked, _tokens.c.refresh_rotated_at).where(
-    _tokens.c.id == bindparam("token_id")
+# FOR SHARE: waits for a revocation that is updating the row (woken by our commit)
+# to commit, then reads what it wrote; a plain SELECT would read the old version.
+_REVOCATION_STATE = (
+    select(_tokens.c.refresh_revoked, _tokens.c.refresh_rotated_at)
+    .where(_tokens.c.id == bindparam("token_id"))
+    .with_for_update(read=True)
 )
 
 

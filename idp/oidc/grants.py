@@ -289,7 +289,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             revoked, rotated_at = revocation_state(token_id)
             if revoked and rotated_at is None:
                 revoke_tokens(Token.family_id == family_id)
-                db.session.commit()
+            db.session.commit()  # and release the share lock
         except SQLAlchemyError as error:
             db.session.rollback()
             log.warning("refresh: revocation re-check skipped: %s", type(error).__name__)
