@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 
 import pytest
 import requests
@@ -387,6 +388,28 @@ def test_a_revocation_racing_a_refresh_reaches_the_tokens_it_gave(app, login, cl
 
 
 @ONLY_POSTGRESQL
+def test_a_deletion_racing_a_refresh_reaches_the_tokens_it_gave(app, login, client, secret):
+    """``idp client remove`` deletes the client's tokens; waiting on the refresh's row
+    lock, it cannot see the row the refresh inserted. Before: the re-check found the
+    old row gone, logged an error and kept the new tokens."""
+    first = _grant(login, secret=secret)
+    with app.app_context():
+        engine, old_id = db.engine, db.session.scalars(select(Token.id)).one()
+
+    def delete_missing_the_new_row(_conn):
+        with engine.begin() as other:
+            other.execute(Token.__table__.delete().where(Token.__table__.c.id == old_id))
+
+    with before_the_recheck(app, delete_missing_the_new_row) as fired:
+        answer = _refresh(client, first["refresh_token"], secret=secret)
+    assert fired and answer.status_code == 200, answer.text
+    assert _userinfo(client, answer.json["access_token"]) == 401
+    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
+        "invalid_grant"
+    )
+
+
+@ONLY_POSTGRESQL
 def test_a_failed_recheck_still_answers_the_committed_refresh(app, login, client, secret):
     """The refresh is committed: an error then must not make the client retry with a
     token already retired (with the grace off, that retry would revoke its grant)."""
@@ -451,23 +474,18 @@ def test_on_sqlite_a_revocation_cannot_come_between_a_refresh_and_its_commit(
     )
 
 
-# -- review-tokens: the PostgreSQL re-check reads before the waiting revocation commits --
-
-
 @ONLY_POSTGRESQL
-def test_review_a_revocation_woken_by_the_refresh_commit_but_committing_after_the_recheck(
+def test_a_revocation_woken_by_the_refresh_but_committing_after_it_still_reaches_its_tokens(
     app, login, client, secret
 ):
     """A family revocation (logout, /revoke, password change) blocks on the row the
     refresh retired. When the refresh commits, the revocation's UPDATE resumes (its
     snapshot cannot see the new token), but its transaction still has work to do
-    before COMMIT (end_all_of: sessions, outbox, audit). The refresh's re-check is
-    one plain SELECT issued right after its own commit: it reads the last *committed*
-    state of the old row (retired, rotated_at set), not the revocation's pending one,
-    and lets the new tokens live. Here the revocation commits 0.3 s after the re-check
-    started; any ordering where it commits after the re-check read is the same."""
-    import time
-
+    before COMMIT (end_all_of: sessions, outbox, audit). Before: the re-check was a
+    plain SELECT, which read the old row's last committed state (retired, not
+    revoked) and let the new tokens live; it now waits for the revocation (FOR
+    SHARE). Found by an attacker's review; here the revocation commits 0.3 s after
+    the re-check starts (without the fix, any commit after the re-check's read)."""
     first = _grant(login, secret=secret)
     with app.app_context():
         engine = db.engine
@@ -507,8 +525,10 @@ def test_review_a_revocation_woken_by_the_refresh_commit_but_committing_after_th
                 time.sleep(0.05)
 
     def on_execute(conn, cursor, statement, parameters, context, executemany):
-        if statement.lstrip().upper().startswith(
-            "SELECT TOKENS.REFRESH_REVOKED, TOKENS.REFRESH_ROTATED_AT"
+        if (
+            statement.lstrip()
+            .upper()
+            .startswith("SELECT TOKENS.REFRESH_REVOKED, TOKENS.REFRESH_ROTATED_AT")
         ):
             recheck_started.set()
 

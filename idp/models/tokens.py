@@ -216,8 +216,9 @@ _HOLD_IN_GRACE = (
     )
     .values(refresh_rotated_at=_tokens.c.refresh_rotated_at)
 )
-# FOR SHARE: waits for a revocation that is updating the row (woken by our commit)
-# to commit, then reads what it wrote; a plain SELECT would read the old version.
+# FOR SHARE (PostgreSQL): waits for a revocation that is updating the row (woken by
+# a refresh's commit) to commit, then reads what it wrote; a plain SELECT would read
+# the version before it.
 _REVOCATION_STATE = (
     select(_tokens.c.refresh_revoked, _tokens.c.refresh_rotated_at)
     .where(_tokens.c.id == bindparam("token_id"))
@@ -284,7 +285,8 @@ def hold_in_grace(token_id: int, now: int, grace_seconds: int) -> bool:
     return db.session.execute(_HOLD_IN_GRACE, params).rowcount == 1
 
 
-def revocation_state(token_id: int) -> tuple[bool, int | None]:
-    """(``refresh_revoked``, ``refresh_rotated_at``) as committed now."""
-    revoked, rotated_at = db.session.execute(_REVOCATION_STATE, {"token_id": token_id}).one()
-    return revoked, rotated_at
+def revocation_state(token_id: int):
+    """The row's ``refresh_revoked`` and ``refresh_rotated_at`` once any transaction
+    writing it has committed (a share lock, held until the caller ends its own);
+    None if the row is gone."""
+    return db.session.execute(_REVOCATION_STATE, {"token_id": token_id}).first()

@@ -276,6 +276,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         committed) did not see the row we just inserted: look again now that it is
         committed, as ``Server._revoke_if_replayed`` does for codes.
 
+        The look is ``FOR SHARE``: the revocation, woken by our commit, may still
+        have work to do before its own (``end_all_of`` ends sessions, writes the
+        outbox and the audit); a plain SELECT would read the row as it was before
+        it. A row gone altogether (``idp client remove`` deletes its tokens) is a
+        revocation too.
+
         Not on SQLite, where no revocation can miss that row: SQLite lets one
         writer at a time hold the database, from its first write to its commit,
         and a writer that waited reads the database as the commit left it.
@@ -286,8 +292,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         if db.engine.dialect.name == "sqlite":
             return
         try:
-            revoked, rotated_at = revocation_state(token_id)
-            if revoked and rotated_at is None:
+            state = revocation_state(token_id)
+            if state is None or (state.refresh_revoked and state.refresh_rotated_at is None):
                 revoke_tokens(Token.family_id == family_id)
             db.session.commit()  # and release the share lock
         except SQLAlchemyError as error:
