@@ -490,6 +490,20 @@ class Bench:
         return out
 
 
+def in_process(root: Path, argon2: dict):
+    """A provisioned provider and its Flask app in this process (the profilers), its
+    log quiet (no audit line per request on stderr)."""
+    import logging
+
+    bench = Bench(root, argon2, smtp_port=1)
+    bench.provision()
+    from idp import create_app
+
+    app = create_app(str(bench.config))
+    logging.getLogger("idp").setLevel(logging.WARNING)
+    return bench, app
+
+
 def pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     digest = hashlib.sha256(verifier.encode()).digest()

@@ -22,7 +22,6 @@ does not move when other processes share the machine, the rate ratio does.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import shutil
 import statistics
@@ -37,7 +36,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.perf import PASSWORD, Bench, auth_params, code_of, form_of  # noqa: E402
+from bench.perf import PASSWORD, Bench, auth_params, code_of, form_of, hasher_for, in_process  # noqa: E402
 
 
 def timed(fn):
@@ -140,20 +139,10 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="idp-profile-"))
     try:
-        bench = Bench(root, argon2, smtp_port=1)
-        bench.provision()
-        from idp import create_app
-
-        app = create_app(str(bench.config))
-        logging.getLogger("idp").setLevel(logging.WARNING)  # no audit line per login on stderr
+        bench, app = in_process(root, argon2)
         client = bench.clients["RS256"]
 
-        hasher = PasswordHasher(
-            time_cost=argon2["argon2_time_cost"],
-            memory_cost=argon2["argon2_memory_kib"],
-            parallelism=argon2["argon2_parallelism"],
-        )
-        stored = hasher.hash(PASSWORD)
+        hasher, stored = hasher_for(argon2)
 
         def bare(count: int) -> list[tuple[float, float]]:
             return [timed(lambda: hasher.verify(stored, PASSWORD))[1:] for _ in range(count)]

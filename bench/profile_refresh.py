@@ -12,7 +12,6 @@ gunicorn: the HTTP server's own cost is the "Flask hello" row of ``make bench``.
 from __future__ import annotations
 
 import argparse
-import logging
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.perf import PASSWORD, Bench, auth_params, code_of, form_of  # noqa: E402
+from bench.perf import PASSWORD, auth_params, code_of, form_of, in_process  # noqa: E402
 
 CHEAP = {"argon2_time_cost": 1, "argon2_memory_kib": 8, "argon2_parallelism": 1}
 
@@ -43,12 +42,7 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="idp-profile-"))
     try:
-        bench = Bench(root, CHEAP, smtp_port=1)
-        bench.provision()
-        from idp import create_app
-
-        app = create_app(str(bench.config))
-        logging.getLogger("idp").setLevel(logging.WARNING)  # no audit line per grant on stderr
+        bench, app = in_process(root, CHEAP)
         client = bench.clients[args.alg]
         basic = {"Authorization": client.basic()}
         web = app.test_client()
@@ -60,20 +54,21 @@ def main() -> None:
             action or login.path + "?" + login.query,
             data={**hidden, "username": "pw", "password": PASSWORD},
         )
-        code = code_of(done.location, state, bench.issuer)
-        tokens = web.post(
-            "/token",
-            headers=basic,
-            data={
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": "http://127.0.0.1:9/callback",
-                "code_verifier": verifier,
-            },
-        ).json
-        refresh = tokens["refresh_token"]
-
         rp = app.test_client()  # the relying party's back channel: no browser cookies
+
+        def exchange(code: str, verifier: str) -> dict:
+            return rp.post(
+                "/token",
+                headers=basic,
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": "http://127.0.0.1:9/callback",
+                    "code_verifier": verifier,
+                },
+            ).json
+
+        refresh = exchange(code_of(done.location, state, bench.issuer), verifier)["refresh_token"]
 
         def mint(count: int) -> list[tuple[str, str]]:
             """Codes from the browser's SSO session, each with its PKCE verifier."""
@@ -88,18 +83,8 @@ def main() -> None:
 
         def exchanges(count: int) -> None:
             for _ in range(count):
-                code, verifier = codes.pop()
-                answer = rp.post(
-                    "/token",
-                    headers=basic,
-                    data={
-                        "grant_type": "authorization_code",
-                        "code": code,
-                        "redirect_uri": "http://127.0.0.1:9/callback",
-                        "code_verifier": verifier,
-                    },
-                )
-                assert "id_token" in answer.json, answer.text
+                answer = exchange(*codes.pop())
+                assert "id_token" in answer, answer
 
         def refreshes(count: int) -> None:
             nonlocal refresh

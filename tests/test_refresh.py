@@ -56,6 +56,27 @@ def _userinfo(client, access_token) -> int:
     return client.get("/userinfo", headers={"Authorization": f"Bearer {access_token}"}).status_code
 
 
+def _assert_revoked(client, tokens: dict, secret) -> None:
+    """Neither token of this answer works any more."""
+    assert _userinfo(client, tokens["access_token"]) == 401
+    assert _refresh(client, tokens["refresh_token"], secret=secret).json["error"] == (
+        "invalid_grant"
+    )
+
+
+def _family_revocation(app):
+    """The engine, and the UPDATE a revocation of the (only) grant runs."""
+    with app.app_context():
+        engine = db.engine
+        family = db.session.scalars(select(Token.family_id)).one()
+    revoke = (
+        Token.__table__.update()
+        .where(Token.__table__.c.family_id == family)
+        .values(access_revoked=True, refresh_revoked=True, refresh_rotated_at=None)
+    )
+    return engine, revoke
+
+
 def _events(app, name: str) -> list[AuditEvent]:
     with app.app_context():
         return db.session.scalars(select(AuditEvent).where(AuditEvent.event == name)).all()
@@ -381,10 +402,7 @@ def test_a_revocation_racing_a_refresh_reaches_the_tokens_it_gave(app, login, cl
     with before_the_recheck(app, revoke_missing_the_new_row) as fired:
         answer = _refresh(client, first["refresh_token"], secret=secret)
     assert fired and answer.status_code == 200, answer.text
-    assert _userinfo(client, answer.json["access_token"]) == 401
-    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
-        "invalid_grant"
-    )
+    _assert_revoked(client, answer.json, secret)
 
 
 @ONLY_POSTGRESQL
@@ -403,10 +421,7 @@ def test_a_deletion_racing_a_refresh_reaches_the_tokens_it_gave(app, login, clie
     with before_the_recheck(app, delete_missing_the_new_row) as fired:
         answer = _refresh(client, first["refresh_token"], secret=secret)
     assert fired and answer.status_code == 200, answer.text
-    assert _userinfo(client, answer.json["access_token"]) == 401
-    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
-        "invalid_grant"
-    )
+    _assert_revoked(client, answer.json, secret)
 
 
 @ONLY_POSTGRESQL
@@ -434,14 +449,7 @@ def test_on_sqlite_a_revocation_cannot_come_between_a_refresh_and_its_commit(
     it waits (``busy_timeout``), then reads the database as the commit left it, the
     new tokens included."""
     first = _grant(login, secret=secret)
-    with app.app_context():
-        engine = db.engine
-        family = db.session.scalars(select(Token.family_id)).one()
-    revoke = (
-        Token.__table__.update()
-        .where(Token.__table__.c.family_id == family)
-        .values(access_revoked=True, refresh_revoked=True, refresh_rotated_at=None)
-    )
+    engine, revoke = _family_revocation(app)
     attempts, refused = [], []
 
     def revoke_without_waiting(conn):
@@ -468,10 +476,7 @@ def test_on_sqlite_a_revocation_cannot_come_between_a_refresh_and_its_commit(
 
     with engine.begin() as other:  # what it does once the refresh has committed
         other.execute(revoke)
-    assert _userinfo(client, answer.json["access_token"]) == 401
-    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
-        "invalid_grant"
-    )
+    _assert_revoked(client, answer.json, secret)
 
 
 @ONLY_POSTGRESQL
@@ -487,14 +492,7 @@ def test_a_revocation_woken_by_the_refresh_but_committing_after_it_still_reaches
     SHARE). Found by an attacker's review; here the revocation commits 0.3 s after
     the re-check starts (without the fix, any commit after the re-check's read)."""
     first = _grant(login, secret=secret)
-    with app.app_context():
-        engine = db.engine
-        family = db.session.scalars(select(Token.family_id)).one()
-    revoke = (
-        Token.__table__.update()
-        .where(Token.__table__.c.family_id == family)
-        .values(access_revoked=True, refresh_revoked=True, refresh_rotated_at=None)
-    )
+    engine, revoke = _family_revocation(app)
     blocked, recheck_started, errors = threading.Event(), threading.Event(), []
 
     def revoker():
@@ -543,7 +541,4 @@ def test_a_revocation_woken_by_the_refresh_but_committing_after_it_still_reaches
     assert blocked.is_set() and recheck_started.is_set() and not errors, errors
     assert answer.status_code == 200, answer.text
     # The family was revoked: every token of it must be dead.
-    assert _userinfo(client, answer.json["access_token"]) == 401
-    assert _refresh(client, answer.json["refresh_token"], secret=secret).json["error"] == (
-        "invalid_grant"
-    )
+    _assert_revoked(client, answer.json, secret)
