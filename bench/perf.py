@@ -21,7 +21,7 @@ The limits, measured first in this process on one core:
 Results go to ``bench/results/<UTC time>.json`` (and ``latest.json``); a PNG
 of the ratios too when matplotlib is installed (``pip install -e '.[bench]'``).
 
-    python bench/perf.py [--seconds 4] [--users 100000] [--quick]
+    python bench/perf.py [--seconds 4] [--users 1000000] [--quick]
 """
 
 from __future__ import annotations
@@ -1038,7 +1038,7 @@ def chart(results: dict, path: Path) -> bool:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per row (default 4)")
-    parser.add_argument("--users", type=int, default=100_000, help="the large user table")
+    parser.add_argument("--users", type=int, default=1_000_000, help="the large user table")
     parser.add_argument("--quick", action="store_true", help="1 worker, 1,000 users, fewer codes")
     parser.add_argument(
         "--rows", default="", help="comma-separated words: only the rows naming one (A/B runs)"
