@@ -19,34 +19,29 @@ class _Checkboxes(SelectMultipleField):
         pass  # unknown values are dropped by the service, not a form error
 
 
-class NewUserForm(FlaskForm):
+class RecordForm(FlaskForm):
+    """A professional's record: what the operator may correct (``user.html``)."""
+
+    email = StringField(
+        _l("E-mail"),
+        validators=[DataRequired(), Length(max=254)],
+        render_kw={"autocomplete": "off", "type": "email"},
+    )
+    name = StringField(_l("Name"), validators=[Length(max=200)], render_kw={"autocomplete": "off"})
+    profession = StringField(
+        _l("Profession"), validators=[Length(max=100)], render_kw={"autocomplete": "off"}
+    )
+
+
+class NewUserForm(RecordForm):
+    """A new professional: the record, plus the identifier and roles set once here."""
+
     username = StringField(
         _l("Identifier"),
         validators=[DataRequired(), Length(max=150)],
         render_kw={"autocomplete": "off"},
     )
-    email = StringField(
-        _l("E-mail"),
-        validators=[DataRequired(), Length(max=254)],
-        render_kw={"autocomplete": "off", "type": "email"},
-    )
-    name = StringField(_l("Name"), validators=[Length(max=200)], render_kw={"autocomplete": "off"})
-    profession = StringField(
-        _l("Profession"), validators=[Length(max=100)], render_kw={"autocomplete": "off"}
-    )
     roles = _Checkboxes(_l("Roles"))
-
-
-class RecordForm(FlaskForm):
-    email = StringField(
-        _l("E-mail"),
-        validators=[DataRequired(), Length(max=254)],
-        render_kw={"autocomplete": "off", "type": "email"},
-    )
-    name = StringField(_l("Name"), validators=[Length(max=200)], render_kw={"autocomplete": "off"})
-    profession = StringField(
-        _l("Profession"), validators=[Length(max=100)], render_kw={"autocomplete": "off"}
-    )
 
 
 class NationalIdForm(FlaskForm):
